@@ -1,0 +1,13 @@
+"""stdp-plugins: first-spike-time STDP learning for SpikingJelly and snnTorch models.
+
+The learning API (``STDPLearner``, ``WTAInhibition``, ``AdaptiveThreshold``,
+``ConvergenceTracker`` and the standalone functions) lives in :mod:`stdp_plugins.learning`
+and is re-exported here.
+"""
+
+from .learning import *  # noqa: F401,F403
+from .learning import __all__ as _learning_all
+
+__version__ = "0.1.0"
+
+__all__ = list(_learning_all)

@@ -1,0 +1,43 @@
+"""Framework-free functional core of stdp-plugins (plain PyTorch).
+
+Nothing here imports SpikingJelly or snnTorch; the adapters build on these pieces.
+"""
+
+from .convergence import ConvergenceTracker, channel_convergence, compute_convergence_metric, has_converged
+from .stdp import (
+    STDPConfig,
+    STDPLearner,
+    STDPVariant,
+    batch_stdp_update,
+    compute_stdp_update,
+    potentiation_fraction,
+    stdp_weight_factor,
+)
+from .threshold import AdaptiveThreshold
+from .timing import conv_output_size, extract_receptive_field_times, gather_receptive_field_times, get_first_spike_times
+from .wta import WTAConfig, WTAInhibition, WTAMode, apply_lateral_inhibition, find_wta_winner, select_winners
+
+__all__ = [
+    "AdaptiveThreshold",
+    "ConvergenceTracker",
+    "STDPConfig",
+    "STDPLearner",
+    "STDPVariant",
+    "WTAConfig",
+    "WTAInhibition",
+    "WTAMode",
+    "apply_lateral_inhibition",
+    "batch_stdp_update",
+    "channel_convergence",
+    "compute_convergence_metric",
+    "compute_stdp_update",
+    "conv_output_size",
+    "extract_receptive_field_times",
+    "find_wta_winner",
+    "gather_receptive_field_times",
+    "get_first_spike_times",
+    "has_converged",
+    "potentiation_fraction",
+    "select_winners",
+    "stdp_weight_factor",
+]
