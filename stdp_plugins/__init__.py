@@ -7,7 +7,8 @@ and is re-exported here.
 
 from .learning import *  # noqa: F401,F403
 from .learning import __all__ as _learning_all
+from .kernels import fused_winner_update
 
 __version__ = "0.1.0"
 
-__all__ = list(_learning_all)
+__all__ = [*_learning_all, "fused_winner_update"]

@@ -38,6 +38,7 @@ __all__ = [
     "stdp_weight_factor",
     "potentiation_fraction",
     "batch_stdp_update",
+    "check_batch_shapes",
     "compute_stdp_update",
 ]
 
@@ -164,46 +165,71 @@ def _delta_from_fraction(
     return factor * ((lr_plus + lr_minus) * fraction - lr_minus)
 
 
-def _check_batch_inputs(
+def check_batch_shapes(
     weights: Tensor, pre_spike_times: Tensor, post_spike_times: Tensor, winner_mask: Optional[Tensor],
     stride: int, padding: int,
 ) -> Tuple[int, int, int]:
+    """Structural checks of a batch update's inputs; reads no tensor values (no device sync).
+
+    Returns
+    -------
+    tuple of int
+        ``(kernel_size, stride, padding)``.
+    """
     check_tensor("weights", weights, 4, "[C_out, C_in, k, k]")
     check_tensor("pre_spike_times", pre_spike_times, 4, "[N, C_in, H, W]")
     check_tensor("post_spike_times", post_spike_times, 4, "[N, C_out, H_out, W_out]")
+    if winner_mask is not None:
+        check_tensor("winner_mask", winner_mask, 4, "[N, C_out, H_out, W_out]")
     check_same_device(weights=weights, pre_spike_times=pre_spike_times,
                       post_spike_times=post_spike_times, winner_mask=winner_mask)
-    if not weights.is_floating_point():
-        raise TypeError(f"weights must be a floating tensor, got dtype {weights.dtype}")
+    for name, tensor in (("weights", weights), ("pre_spike_times", pre_spike_times),
+                         ("post_spike_times", post_spike_times)):
+        if not tensor.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got dtype {tensor.dtype}")
     c_out, c_in, k_h, k_w = weights.shape
     if k_h != k_w:
         raise ValueError(f"weights must have square kernels [C_out, C_in, k, k], got shape {tuple(weights.shape)}")
     kernel_size, stride, padding = _check_geometry(k_h, stride, padding)
-    check_spike_times("pre_spike_times", pre_spike_times)
-    check_spike_times("post_spike_times", post_spike_times)
     n, pre_c, height, width = pre_spike_times.shape
     if pre_c != c_in:
         raise ValueError(
             f"pre_spike_times must have C_in={c_in} channels to match weights {tuple(weights.shape)}, "
             f"got shape {tuple(pre_spike_times.shape)}"
         )
-    expected = (n, c_out, conv_output_size(height, kernel_size, stride, padding),
+    out_size = (conv_output_size(height, kernel_size, stride, padding),
                 conv_output_size(width, kernel_size, stride, padding))
+    if min(out_size) < 1:
+        raise ValueError(
+            f"pre_spike_times of spatial size {height}x{width} is smaller than a "
+            f"{kernel_size}x{kernel_size} kernel with padding {padding}"
+        )
+    expected = (n, c_out, *out_size)
     if tuple(post_spike_times.shape) != expected:
         raise ValueError(
             f"post_spike_times must have shape {list(expected)} (N, C_out and the output map of a "
             f"{kernel_size}x{kernel_size} convolution with stride {stride}, padding {padding} over "
             f"{height}x{width}), got {tuple(post_spike_times.shape)}"
         )
-    if winner_mask is not None:
-        check_tensor("winner_mask", winner_mask, 4, "[N, C_out, H_out, W_out]")
-        if winner_mask.shape != post_spike_times.shape:
-            raise ValueError(
-                f"winner_mask must have the shape of post_spike_times {tuple(post_spike_times.shape)}, "
-                f"got {tuple(winner_mask.shape)}"
-            )
-        check_binary("winner_mask", winner_mask)
+    if winner_mask is not None and winner_mask.shape != post_spike_times.shape:
+        raise ValueError(
+            f"winner_mask must have the shape of post_spike_times {tuple(post_spike_times.shape)}, "
+            f"got {tuple(winner_mask.shape)}"
+        )
     return kernel_size, stride, padding
+
+
+def _check_batch_inputs(
+    weights: Tensor, pre_spike_times: Tensor, post_spike_times: Tensor, winner_mask: Optional[Tensor],
+    stride: int, padding: int,
+) -> Tuple[int, int, int]:
+    """:func:`check_batch_shapes` plus the value checks (times, mask)."""
+    geometry = check_batch_shapes(weights, pre_spike_times, post_spike_times, winner_mask, stride, padding)
+    check_spike_times("pre_spike_times", pre_spike_times)
+    check_spike_times("post_spike_times", post_spike_times)
+    if winner_mask is not None:
+        check_binary("winner_mask", winner_mask)
+    return geometry
 
 
 def potentiation_fraction(
