@@ -8,7 +8,26 @@ and is re-exported here.
 from .learning import *  # noqa: F401,F403
 from .learning import __all__ as _learning_all
 from .kernels import fused_winner_update
+from .registry import (
+    attach,
+    available_layers,
+    available_rules,
+    get_layer,
+    get_rule,
+    register_layer,
+    register_rule,
+)
 
 __version__ = "0.1.0"
 
-__all__ = [*_learning_all, "fused_winner_update"]
+__all__ = [
+    *_learning_all,
+    "attach",
+    "available_layers",
+    "available_rules",
+    "fused_winner_update",
+    "get_layer",
+    "get_rule",
+    "register_layer",
+    "register_rule",
+]

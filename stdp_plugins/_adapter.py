@@ -1,0 +1,715 @@
+"""Framework-independent plumbing shared by the SpikingJelly and snnTorch adapters.
+
+An adapter records what a synapse (``nn.Conv2d`` / ``nn.Linear``) receives and what the
+spiking neuron after it emits, with forward hooks, and turns one recorded time window into
+a first-spike STDP update with the functional core:
+:func:`~stdp_plugins.learning.get_first_spike_times` for both sides,
+:func:`~stdp_plugins.learning.select_winners` for the competition and
+:meth:`~stdp_plugins.learning.STDPLearner.compute_batch_update` for the averaged delta.
+A ``Linear`` layer is treated as a convolution with a 1x1 kernel on a 1x1 map: weights
+``[out, in] -> [out, in, 1, 1]``, spikes ``[N, in] -> [N, in, 1, 1]``.
+
+Only torch is imported here. The framework packages subclass :class:`FirstSpikeLearner`
+with the few framework-specific pieces (how to read a neuron's spikes and membrane, how to
+tell that a neuron was just reset) and build their WTA layers on :func:`keep_winners` and
+their adaptive thresholds on :class:`SpikeWindow`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from .learning import (
+    AdaptiveThreshold,
+    STDPConfig,
+    STDPLearner,
+    WTAConfig,
+    get_first_spike_times,
+    select_winners,
+)
+from .learning._checks import check_float
+
+__all__ = [
+    "SynapseGeometry",
+    "synapse_geometry",
+    "as_feature_maps",
+    "IncrementalWinners",
+    "keep_winners",
+    "SpikeWindow",
+    "check_adaptive_threshold",
+    "broadcast_thresholds",
+    "FirstSpikeLearner",
+    "LearnerGroup",
+]
+
+STEP_MODES = ("s", "m")
+
+
+def _pair(value: Any) -> Tuple[Any, Any]:
+    return (value, value) if not isinstance(value, (tuple, list)) else (value[0], value[-1])
+
+
+@dataclass(frozen=True)
+class SynapseGeometry:
+    """How a synapse maps onto the core's square convolution.
+
+    Attributes
+    ----------
+    kind : str
+        ``"conv"`` or ``"linear"``.
+    kernel_size, stride, padding : int
+        Geometry of the equivalent convolution (``1, 1, 0`` for a linear layer).
+    """
+
+    kind: str
+    kernel_size: int
+    stride: int
+    padding: int
+
+    def conv_weight(self, weight: Tensor) -> Tensor:
+        """View the synapse's weight as ``[C_out, C_in, k, k]``."""
+        return weight if self.kind == "conv" else weight[:, :, None, None]
+
+
+def synapse_geometry(synapse: nn.Module, name: str = "") -> SynapseGeometry:
+    """Check that first-spike STDP supports ``synapse`` and return its geometry.
+
+    Parameters
+    ----------
+    synapse : nn.Module
+        ``nn.Linear`` or ``nn.Conv2d`` (SpikingJelly's ``layer.Linear`` / ``layer.Conv2d``
+        are subclasses of these).
+    name : str
+        Name used in error messages (e.g. the module's path in the model).
+
+    Returns
+    -------
+    SynapseGeometry
+
+    Raises
+    ------
+    TypeError
+        If ``synapse`` is not an ``nn.Module``.
+    NotImplementedError
+        For any other layer, and for grouped, dilated, non-square or non-zero-padded
+        convolutions; the message names the layer.
+    """
+    if not isinstance(synapse, nn.Module):
+        raise TypeError(f"synapse must be an nn.Module (nn.Conv2d or nn.Linear), got {type(synapse).__name__}")
+    label = f"layer {name!r} ({synapse!r})" if name else repr(synapse)
+    if isinstance(synapse, nn.Linear):
+        return SynapseGeometry("linear", 1, 1, 0)
+    if not isinstance(synapse, nn.Conv2d):
+        raise NotImplementedError(
+            f"first-spike STDP supports nn.Conv2d and nn.Linear synapses, got {label}"
+        )
+    problems = []
+    if synapse.groups != 1:
+        problems.append(f"groups={synapse.groups} (grouped convolution)")
+    if tuple(synapse.dilation) != (1, 1):
+        problems.append(f"dilation={tuple(synapse.dilation)} (dilated convolution)")
+    if synapse.padding_mode != "zeros":
+        problems.append(f"padding_mode={synapse.padding_mode!r} (only 'zeros' padding counts as no spike)")
+    kernel_h, kernel_w = synapse.kernel_size
+    stride_h, stride_w = synapse.stride
+    padding = synapse.padding
+    if padding == "valid":
+        padding = (0, 0)
+    elif padding == "same":
+        padding = ((kernel_h - 1) // 2, (kernel_w - 1) // 2)
+        if kernel_h % 2 == 0 or kernel_w % 2 == 0:
+            problems.append("padding='same' with an even kernel (asymmetric padding)")
+    pad_h, pad_w = _pair(padding)
+    if kernel_h != kernel_w or stride_h != stride_w or pad_h != pad_w:
+        problems.append(
+            f"kernel_size={synapse.kernel_size}, stride={synapse.stride}, padding={synapse.padding} "
+            "(kernel, stride and padding must be the same along both axes)"
+        )
+    if problems:
+        raise NotImplementedError(f"first-spike STDP does not support {label}: {'; '.join(problems)}")
+    return SynapseGeometry("conv", int(kernel_h), int(stride_h), int(pad_h))
+
+
+def as_feature_maps(x: Tensor, name: str, time_major: bool = False) -> Tensor:
+    """View ``[.., N, C]`` activity as ``[.., N, C, 1, 1]``; pass ``[.., N, C, H, W]`` through.
+
+    Parameters
+    ----------
+    x : Tensor
+        Activity of a linear (``[N, C]``) or convolutional (``[N, C, H, W]``) layer, with
+        a leading time dimension when ``time_major``.
+    name : str
+        Argument name for the error message.
+    time_major : bool
+        Whether ``x`` has a leading time dimension.
+    """
+    lead = 1 if time_major else 0
+    if x.dim() == lead + 2:
+        return x[..., None, None]
+    if x.dim() == lead + 4:
+        return x
+    layout = "[T, N, C] or [T, N, C, H, W]" if time_major else "[N, C] or [N, C, H, W]"
+    raise ValueError(f"{name} must be {layout}, got shape {tuple(x.shape)}")
+
+
+class IncrementalWinners:
+    """Greedy winner-take-all over a time window that arrives in chunks.
+
+    The greedy rule walks candidates in first-spike order, so neurons that fire for the
+    first time in a later chunk cannot change any decision about earlier ones: running
+    :func:`~stdp_plugins.learning.select_winners` on the first-spike times seen so far
+    keeps every earlier winner and decides the newcomers. A single-step layer feeds one
+    step per call, a multi-step layer or a learner a whole ``[T, ...]`` sequence. A winner
+    keeps all its later spikes; every other neuron loses all of them.
+
+    Attributes
+    ----------
+    first_times : Tensor or None
+        ``[N, C, H, W]`` first-spike steps of the window so far (``inf`` = silent).
+    tie_potential : Tensor or None
+        ``[N, C, H, W]`` membrane at each neuron's first-spike step (ties: higher first).
+    steps : int
+        Time steps seen since :meth:`reset`.
+    """
+
+    def __init__(self) -> None:
+        self.first_times: Optional[Tensor] = None
+        self.tie_potential: Optional[Tensor] = None
+        self.steps = 0
+        self._mask: Optional[Tensor] = None
+
+    def reset(self) -> None:
+        """Start a new time window."""
+        self.first_times = None
+        self.tie_potential = None
+        self.steps = 0
+        self._mask = None
+
+    def __call__(self, spikes: Tensor, potentials: Optional[Tensor], wta: WTAConfig) -> Tensor:
+        """Add a chunk of the window and return the winner mask so far.
+
+        Parameters
+        ----------
+        spikes : Tensor
+            ``[T, N, C, H, W]`` spikes of the next ``T`` steps (any non-zero value fires).
+        potentials : Tensor, optional
+            ``[T, N, C, H, W]`` membrane potentials of those steps.
+        wta : WTAConfig
+            Mode, radius and ``k_winners`` of the greedy rule.
+
+        Returns
+        -------
+        Tensor
+            Bool ``[N, C, H, W]`` winners of the whole window so far.
+        """
+        times = get_first_spike_times(spikes != 0)
+        if self.first_times is None or self.first_times.shape != times.shape:
+            self.reset()
+            self.first_times = torch.full_like(times, math.inf)
+            self.tie_potential = torch.zeros_like(times)
+        new = torch.isfinite(times) & torch.isinf(self.first_times)
+        self.steps += spikes.shape[0]
+        if self._mask is not None and not bool(new.any()):
+            return self._mask  # no newcomer: every decision stands
+        self.first_times = torch.where(new, times + (self.steps - spikes.shape[0]), self.first_times)
+        if potentials is not None:
+            step = times.nan_to_num(posinf=0.0).long().clamp(max=max(spikes.shape[0] - 1, 0))
+            tie = potentials.gather(0, step[None]).squeeze(0).to(times.dtype)
+            self.tie_potential = torch.where(new, tie, self.tie_potential)
+        self._mask = select_winners(self.first_times, self.tie_potential, wta.mode, wta.local_radius, wta.k_winners)
+        return self._mask
+
+
+def keep_winners(
+    spikes: Tensor,
+    winners: IncrementalWinners,
+    wta: WTAConfig,
+    potentials: Optional[Tensor] = None,
+    multi_step: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """Feed one forward's spikes to ``winners`` and keep only the winners' spikes.
+
+    Parameters
+    ----------
+    spikes : Tensor
+        ``[N, C]`` / ``[N, C, H, W]``, or with a leading time dimension when ``multi_step``.
+    winners : IncrementalWinners
+        State of the current time window.
+    wta : WTAConfig
+        The competition.
+    potentials : Tensor, optional
+        Membrane potentials shaped like ``spikes`` (tie-breaks).
+    multi_step : bool
+        Whether ``spikes`` is time-major.
+
+    Returns
+    -------
+    filtered : Tensor
+        ``spikes`` with every non-winner zeroed (same shape and dtype).
+    winner_mask : Tensor
+        Bool ``[N, C, H, W]`` (``[N, C, 1, 1]`` for a linear layer).
+    """
+    seq = spikes if multi_step else spikes[None]
+    maps = as_feature_maps(seq, "spikes", time_major=True)
+    if potentials is not None:
+        if potentials.shape != spikes.shape:
+            raise ValueError(
+                f"potentials must have the shape of spikes {tuple(spikes.shape)}, got {tuple(potentials.shape)}"
+            )
+        potentials = as_feature_maps(potentials if multi_step else potentials[None], "potentials", True)
+    mask = winners(maps, potentials, wta)
+    return spikes * mask.view(seq.shape[1:]).to(spikes.dtype), mask
+
+
+class SpikeWindow:
+    """Spikes of a neuron layer collected over a time window, for homeostasis.
+
+    Each :meth:`append` stores one forward's spikes as bool ``[T, N, ...]``; :meth:`flush`
+    feeds the whole window to an :class:`~stdp_plugins.learning.AdaptiveThreshold` and
+    forgets it.
+    """
+
+    def __init__(self) -> None:
+        self._records: List[Tensor] = []
+
+    def append(self, spikes: Tensor, multi_step: bool) -> None:
+        """Store ``spikes`` (``[T, N, ...]`` when ``multi_step``, else ``[N, ...]``)."""
+        record = spikes.detach() != 0
+        self._records.append(record if multi_step else record[None])
+
+    def clear(self) -> None:
+        """Forget the window."""
+        self._records.clear()
+
+    def flush(self, threshold: AdaptiveThreshold) -> bool:
+        """Update ``threshold`` with the window's spikes and clear it; ``False`` if empty."""
+        if not self._records:
+            return False
+        spikes = torch.cat(self._records)
+        self._records.clear()
+        threshold.update(spikes)
+        return True
+
+
+def check_adaptive_threshold(threshold: AdaptiveThreshold, name: str = "threshold") -> None:
+    """Raise ``TypeError`` unless ``threshold`` is an :class:`AdaptiveThreshold`."""
+    if not isinstance(threshold, AdaptiveThreshold):
+        raise TypeError(f"{name} must be a stdp_plugins AdaptiveThreshold, got {type(threshold).__name__}")
+
+
+def broadcast_thresholds(thresholds: Tensor, like: Tensor) -> Tensor:
+    """Thresholds ``[C, *spatial]`` checked against the trailing dims of ``like``."""
+    rank = thresholds.dim()
+    if tuple(like.shape[-rank:]) != tuple(thresholds.shape) or like.dim() < rank + 1:
+        raise ValueError(
+            f"the neuron input must end in the threshold shape {tuple(thresholds.shape)} "
+            f"([N, C, *spatial] or [T, N, C, *spatial]), got {tuple(like.shape)}"
+        )
+    return thresholds.to(device=like.device, dtype=like.dtype)
+
+
+class FirstSpikeLearner:
+    """First-spike STDP for one synapse and the neuron after it (the shared adapter).
+
+    Hooks record the synapse's input and the neuron's output. One call of :meth:`step`
+    turns the recorded window (every forward since the last :meth:`step` or
+    :meth:`reset`, concatenated along time) into Kheradpisheh's update:
+
+    1. first-spike times of the input and of the neuron output;
+    2. winners of the greedy WTA rule (``wta``), ties broken by the membrane potential at
+       each neuron's first-spike step where the framework exposes it;
+    3. the core's per-channel averaged delta
+       (:meth:`stdp_plugins.learning.STDPLearner.compute_batch_update`).
+
+    Subclasses supply :meth:`_read_post` and may override :meth:`_is_fresh` and
+    :meth:`_post_is_filtered`.
+
+    Parameters
+    ----------
+    step_mode : str
+        ``"s"``: each forward is one time step ``[N, ...]``; ``"m"``: each forward is a
+        time-major sequence ``[T, N, ...]``.
+    synapse : nn.Module
+        ``nn.Conv2d`` or ``nn.Linear`` whose ``weight`` learns (the bias never does).
+    sn : nn.Module
+        Module whose output holds the post-synaptic spikes: a spiking neuron, or a WTA
+        layer right after it, whose surviving spikes are then exactly the winners (``wta``
+        is not used).
+    config : STDPConfig, optional
+        Learning rates, bounds and variant; ``STDPConfig()`` when ``None``.
+    wta : WTAConfig, optional
+        Competition between the neurons; ``WTAConfig()`` (``GLOBAL``: at most one winner
+        per feature map and sample) when ``None``. For a linear layer every neuron is its
+        own map, so use ``LOCAL`` (radius 0 = one winner per sample) or ``k_winners``.
+    name : str
+        Name used in messages and by :class:`LearnerGroup`.
+    """
+
+    potential_is_drive = False
+    """Whether :meth:`_read_post` reports the neuron's input, whose running sum over the
+    window stands in for the membrane (exact for a non-leaky IF neuron before its first
+    spike)."""
+
+    def __init__(
+        self,
+        step_mode: str,
+        synapse: nn.Module,
+        sn: nn.Module,
+        config: Optional[STDPConfig] = None,
+        wta: Optional[WTAConfig] = None,
+        name: str = "",
+    ) -> None:
+        if step_mode not in STEP_MODES:
+            raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
+        if not isinstance(sn, nn.Module):
+            raise TypeError(f"sn must be an nn.Module (the spiking neuron), got {type(sn).__name__}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        self.geometry = synapse_geometry(synapse, name)
+        if wta is None:
+            wta = WTAConfig()
+        if not isinstance(wta, WTAConfig):
+            raise TypeError(f"wta must be a WTAConfig or None, got {type(wta).__name__}")
+        self.core = STDPLearner(config)
+        self.config: STDPConfig = self.core.config
+        self.wta = wta
+        self.step_mode = step_mode
+        self.synapse = synapse
+        self.sn = sn
+        self.name = name or type(synapse).__name__
+        self.winner_mask: Optional[Tensor] = None
+        self._pre: List[Tensor] = []
+        self._post: List[Tensor] = []
+        self._potential: List[Tensor] = []
+        self._enabled = True
+        self._closed = False
+        self._handles: List[RemovableHandle] = [
+            synapse.register_forward_hook(self._on_synapse),
+            sn.register_forward_hook(self._on_neuron),
+        ]
+        self._bounds_checked = False
+
+    # --- framework hooks -------------------------------------------------------------
+    def _read_post(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> Tuple[Tensor, Optional[Tensor]]:
+        """``(spikes, potential)`` of one neuron forward; ``potential`` may be ``None``."""
+        raise NotImplementedError
+
+    def _is_fresh(self) -> bool:
+        """Whether the neuron was reset since its last forward (a new window starts)."""
+        return False
+
+    def _post_is_filtered(self) -> bool:
+        """Whether ``sn`` is a WTA layer, whose output spikes are exactly its winners."""
+        return False
+
+    def _on_synapse(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> None:
+        if not self._enabled:
+            return
+        if self._is_fresh():
+            self.reset()
+        self._pre.append(inputs[0].detach() != 0)
+
+    def _on_neuron(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> None:
+        if not self._enabled:
+            return
+        spikes, potential = self._read_post(module, inputs, output)
+        self._post.append(spikes.detach() != 0)
+        if potential is not None:
+            self._potential.append(potential.detach().float())
+
+    # --- the protocol ------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self.name}: the learner is closed; create a new one to keep learning")
+
+    def enable(self) -> None:
+        """Record again after :meth:`disable` (records are kept)."""
+        self._check_open()
+        self._enabled = True
+
+    def disable(self) -> None:
+        """Stop recording; what was recorded stays until :meth:`step` or :meth:`reset`."""
+        self._enabled = False
+
+    def reset(self) -> None:
+        """Forget the recorded window (weights, gradients and statistics are untouched)."""
+        self._pre.clear()
+        self._post.clear()
+        self._potential.clear()
+
+    def close(self) -> None:
+        """Remove every hook this learner added and forget its records; idempotent.
+
+        The model is left exactly as it was before the learner was created.
+        """
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.reset()
+        self._enabled = False
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def _time_major(self, record: Tensor, post: Tensor) -> Tensor:
+        if self.step_mode == "s":
+            return record[None]
+        if record.dim() == post.dim() - 1 and record.shape[0] == post.shape[0] * post.shape[1]:
+            # nn.Conv2d / nn.Linear inside SeqToANNContainer sees [T * N, ...]
+            return record.view(post.shape[0], post.shape[1], *record.shape[1:])
+        return record
+
+    def _window(self) -> Optional[Tuple[Tensor, Tensor, Optional[Tensor]]]:
+        if len(self._pre) != len(self._post):
+            raise RuntimeError(
+                f"{self.name}: recorded {len(self._pre)} synapse inputs but {len(self._post)} neuron outputs; "
+                "the synapse and the neuron must run the same number of times between step() calls"
+            )
+        if not self._post:
+            return None
+        post = torch.cat([self._time_major(p, p) for p in self._post])
+        pre = torch.cat([self._time_major(x, p) for x, p in zip(self._pre, self._post)])
+        potential = None
+        if len(self._potential) == len(self._post):
+            potential = torch.cat([self._time_major(v, p) for v, p in zip(self._potential, self._post)])
+            if self.potential_is_drive:
+                potential = potential.cumsum(0)
+        self.reset()
+        return (
+            as_feature_maps(pre, "recorded synapse input", time_major=True),
+            as_feature_maps(post, "recorded neuron output", time_major=True),
+            None if potential is None else as_feature_maps(potential, "recorded membrane", time_major=True),
+        )
+
+    def _warn_out_of_bounds(self) -> None:
+        if self._bounds_checked:
+            return
+        self._bounds_checked = True
+        weight = self.synapse.weight.detach()
+        if bool(((weight < self.config.weight_min) | (weight > self.config.weight_max)).any()):
+            warnings.warn(
+                f"{self.name}: weights lie outside [{self.config.weight_min}, {self.config.weight_max}] "
+                "(the multiplicative rule cannot move a weight off a bound); call initialize_weights() "
+                "or attach(..., initialize_weights=True) before learning",
+                stacklevel=4,
+            )
+
+    @torch.no_grad()
+    def step(self, on_grad: bool = True, scale: float = 1.0) -> Optional[Tensor]:
+        """Turn the recorded window into a weight update and forget the records.
+
+        Parameters
+        ----------
+        on_grad : bool
+            ``True`` (default): add ``-scale * delta_w`` to ``synapse.weight.grad``
+            (created when ``None``) and return ``None``, so that
+            ``torch.optim.SGD(params, lr=1.0, momentum=0.0).step()`` applies the update;
+            clamp afterwards with :meth:`clamp_weights` or :meth:`clamp_on_step`.
+            ``False``: return ``scale * delta_w`` without touching weights or gradients.
+        scale : float
+            Multiplier of the update.
+
+        Returns
+        -------
+        Tensor or None
+            The delta (shape of ``synapse.weight``) when ``on_grad`` is ``False`` and
+            something was recorded, else ``None``.
+        """
+        self._check_open()
+        if not isinstance(on_grad, bool):
+            raise TypeError(f"on_grad must be a bool, got {type(on_grad).__name__}")
+        scale = check_float("scale", scale)
+        window = self._window()
+        if window is None:
+            return None
+        pre, post, potential = window
+        self._warn_out_of_bounds()
+        if self._post_is_filtered():
+            post_times = get_first_spike_times(post)
+            self.winner_mask = torch.isfinite(post_times)
+        else:
+            winners = IncrementalWinners()
+            self.winner_mask = winners(post, potential, self.wta)
+            post_times = winners.first_times
+        weight = self.synapse.weight.detach()
+        try:
+            delta = self.core.compute_batch_update(
+                self.geometry.conv_weight(weight),
+                get_first_spike_times(pre),
+                post_times,
+                self.winner_mask,
+                stride=self.geometry.stride,
+                padding=self.geometry.padding,
+            ).view_as(weight)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: the recorded spikes do not fit the synapse: {error}") from error
+        if scale != 1.0:
+            delta = delta * scale
+        if not on_grad:
+            return delta
+        grad = self.synapse.weight.grad
+        self.synapse.weight.grad = -delta if grad is None else grad - delta
+        return None
+
+    @torch.no_grad()
+    def apply(self, scale: float = 1.0) -> Optional[Tensor]:
+        """Compute the update (as ``step(on_grad=False, scale)``), add it to the weights,
+        clamp them to the bounds and record the convergence metric.
+
+        Returns
+        -------
+        Tensor or None
+            The applied delta, ``None`` when nothing was recorded.
+        """
+        delta = self.step(on_grad=False, scale=scale)
+        if delta is not None:
+            self.core.apply_update(self.synapse.weight, delta)
+        return delta
+
+    @torch.no_grad()
+    def clamp_weights(self) -> None:
+        """Clamp ``synapse.weight`` to ``[config.weight_min, config.weight_max]`` in place."""
+        self.synapse.weight.clamp_(self.config.weight_min, self.config.weight_max)
+
+    def clamp_on_step(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
+        """Clamp the weights after every ``optimizer.step()`` (removed by :meth:`close`).
+
+        Parameters
+        ----------
+        optimizer : torch.optim.Optimizer
+            The optimizer that applies the gradients written by :meth:`step`.
+
+        Returns
+        -------
+        RemovableHandle
+            Handle of the optimizer post-hook.
+        """
+        self._check_open()
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        handle = optimizer.register_step_post_hook(lambda *_: self.clamp_weights())
+        self._handles.append(handle)
+        return handle
+
+    @torch.no_grad()
+    def initialize_weights(self, generator: Optional[torch.Generator] = None) -> None:
+        """Redraw ``synapse.weight`` from the configured ``N(mean, std)``, clamped to the bounds."""
+        weight = self.synapse.weight
+        weight.copy_(self.core.initialize_weights(weight.shape, weight.device, weight.dtype, generator))
+
+    def convergence(self) -> float:
+        """Kheradpisheh's metric ``mean(w (1 - w))`` of the weights normalised to the bounds."""
+        return self.core.get_convergence(self.synapse.weight)
+
+    def has_converged(self) -> bool:
+        """Whether :meth:`convergence` is below ``config.convergence_threshold``."""
+        return self.core.has_converged(self.synapse.weight)
+
+    @property
+    def update_count(self) -> int:
+        """Updates applied by :meth:`apply`."""
+        return self.core.update_count
+
+    @property
+    def convergence_history(self) -> List[float]:
+        """Convergence metric after each :meth:`apply`."""
+        return self.core.convergence_history
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}(name={self.name!r}, step_mode={self.step_mode!r}, "
+            f"synapse={type(self.synapse).__name__}, sn={type(self.sn).__name__}, closed={self._closed})"
+        )
+
+
+class LearnerGroup:
+    """Several learners driven together (what :func:`stdp_plugins.attach` returns).
+
+    Parameters
+    ----------
+    learners : mapping of str to learner
+        Learners by the name of their synapse in the model, in model order.
+    """
+
+    def __init__(self, learners: Mapping[str, FirstSpikeLearner]) -> None:
+        self.learners: Dict[str, FirstSpikeLearner] = dict(learners)
+
+    def __len__(self) -> int:
+        return len(self.learners)
+
+    def __iter__(self) -> Iterator[FirstSpikeLearner]:
+        return iter(self.learners.values())
+
+    def __getitem__(self, key: Union[str, int]) -> FirstSpikeLearner:
+        if isinstance(key, int):
+            return list(self.learners.values())[key]
+        return self.learners[key]
+
+    def names(self) -> List[str]:
+        """Names of the synapses, in model order."""
+        return list(self.learners)
+
+    def pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+        """``(synapse, post-synaptic module)`` of every learner, in model order."""
+        return [(learner.synapse, learner.sn) for learner in self]
+
+    def _each(self, method: Callable[[FirstSpikeLearner], Any]) -> Dict[str, Any]:
+        return {name: method(learner) for name, learner in self.learners.items()}
+
+    def step(self, on_grad: bool = True, scale: float = 1.0) -> Optional[Dict[str, Optional[Tensor]]]:
+        """:meth:`FirstSpikeLearner.step` of every learner.
+
+        Returns ``None`` when ``on_grad``, else the deltas by name.
+        """
+        deltas = self._each(lambda learner: learner.step(on_grad=on_grad, scale=scale))
+        return None if on_grad else deltas
+
+    def apply(self, scale: float = 1.0) -> Dict[str, Optional[Tensor]]:
+        """:meth:`FirstSpikeLearner.apply` of every learner; the applied deltas by name."""
+        return self._each(lambda learner: learner.apply(scale=scale))
+
+    def reset(self) -> None:
+        """Forget every learner's records."""
+        self._each(FirstSpikeLearner.reset)
+
+    def enable(self) -> None:
+        """Enable every learner."""
+        self._each(FirstSpikeLearner.enable)
+
+    def disable(self) -> None:
+        """Disable every learner."""
+        self._each(FirstSpikeLearner.disable)
+
+    def clamp_weights(self) -> None:
+        """Clamp every synapse's weights to its bounds."""
+        self._each(FirstSpikeLearner.clamp_weights)
+
+    def clamp_on_step(self, optimizer: torch.optim.Optimizer) -> List[RemovableHandle]:
+        """Clamp every synapse after each ``optimizer.step()``."""
+        return list(self._each(lambda learner: learner.clamp_on_step(optimizer)).values())
+
+    def initialize_weights(self, generator: Optional[torch.Generator] = None) -> None:
+        """Redraw every synapse's weights from its configuration."""
+        self._each(lambda learner: learner.initialize_weights(generator))
+
+    def convergence(self) -> Dict[str, float]:
+        """Convergence metric of every synapse, by name."""
+        return self._each(FirstSpikeLearner.convergence)
+
+    def close(self) -> None:
+        """Close every learner: all hooks are removed, the model is as it was."""
+        self._each(FirstSpikeLearner.close)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}: {type(learner.sn).__name__}" for name, learner in self.learners.items())
+        return f"LearnerGroup({inner})"
