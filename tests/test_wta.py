@@ -15,33 +15,10 @@ from stdp_plugins import (
     find_wta_winner,
 )
 from stdp_plugins.learning import select_winners
+from stdp_plugins.learning.wta import _pointwise_winners, _round_winners, _walk_winners
+from wta_reference import sequential_winners
 
 INF = math.inf
-
-
-def sequential_winners(times, potentials, mode, radius, k):
-    """The greedy walk of DESIGN.md, one sample at a time, as a plain Python loop."""
-    n, c, h, w = times.shape
-    mask = torch.zeros(times.shape, dtype=torch.bool)
-    for s in range(n):
-        candidates = [
-            (float(times[s, ci, y, x]), -float(potentials[s, ci, y, x]), (ci * h + y) * w + x, ci, y, x)
-            for ci in range(c) for y in range(h) for x in range(w) if math.isfinite(times[s, ci, y, x])
-        ]
-        accepted = []
-        for *_, ci, y, x in sorted(candidates):
-            if k is not None and len(accepted) >= k:
-                break
-            blocked = False
-            for (cj, yj, xj) in accepted:
-                if mode in (WTAMode.GLOBAL, WTAMode.BOTH) and cj == ci:
-                    blocked = True
-                if mode in (WTAMode.LOCAL, WTAMode.BOTH) and max(abs(yj - y), abs(xj - x)) <= radius:
-                    blocked = True
-            if not blocked:
-                accepted.append((ci, y, x))
-                mask[s, ci, y, x] = True
-    return mask
 
 
 def test_global_one_winner_per_map_earliest_first():
@@ -121,6 +98,29 @@ def test_batched_rule_equals_sequential_walk(seed, shape, mode, radius, k):
                 assert c2 != c
             if mode in (WTAMode.LOCAL, WTAMode.BOTH):
                 assert max(abs(y2 - y), abs(x2 - x)) > radius
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5)),
+    mode=modes,
+    radius=st.integers(0, 2),
+    k=st.integers(1, 6),
+)
+def test_every_strategy_equals_sequential_walk(seed, shape, mode, radius, k):
+    """select_winners picks a strategy by mode and k; each one alone equals the walk, with
+    many ties in time and potential."""
+    generator = torch.Generator().manual_seed(seed)
+    times = torch.randint(0, 3, shape, generator=generator).float()
+    times[torch.rand(shape, generator=generator) < 0.3] = INF
+    potentials = torch.randint(0, 3, shape, generator=generator).double()
+    expected = sequential_winners(times, potentials, mode, radius, k)
+    assert torch.equal(_walk_winners(times, potentials, mode, radius, k), expected)
+    assert torch.equal(_round_winners(times, potentials, mode, radius, k), expected)
+    pointwise = sequential_winners(times, potentials, WTAMode.LOCAL, 0, None)
+    assert torch.equal(_pointwise_winners(times, potentials), pointwise)
+    assert torch.equal(_round_winners(times, potentials, WTAMode.LOCAL, 0, None), pointwise)
 
 
 def test_find_wta_winner():

@@ -8,14 +8,18 @@ within Chebyshev distance ``local_radius`` of the winner, ``BOTH`` blocks both. 
 ``k_winners`` are accepted per sample.
 
 :func:`select_winners` computes exactly that walk for a whole batch without a Python loop
-over winners: blocking is symmetric, so the walk's result is the lexicographically first
-maximal independent set of the "blocks" graph, which is built in rounds that accept every
-candidate ranked first among the live candidates that could block it. The cap keeps the
-``k`` best-ranked of those winners, which are the first ``k`` the walk would accept.
+over samples or candidates. With a small cap ``k`` it walks all samples at once in ``k``
+vectorised steps over their spiking candidates. Otherwise it uses that blocking is
+symmetric: the walk's result is the lexicographically first maximal independent set of the
+"blocks" graph, built in rounds that accept every candidate ranked first among the live
+candidates that could block it; the cap keeps the ``k`` best-ranked of those winners,
+which are the first ``k`` the walk would accept. Pointwise inhibition (``LOCAL``, radius 0,
+no cap) is three reductions over the channels.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Optional, Sequence, Tuple, Union
@@ -193,26 +197,93 @@ def select_winners(
     if k_winners is not None:
         k_winners = check_int("k_winners", k_winners, minimum=1)
 
+    if spike_times.shape[0] == 0 or spike_times[0].numel() == 0:
+        return torch.zeros_like(spike_times, dtype=torch.bool)
+    if mode is WTAMode.LOCAL and radius == 0 and k_winners is None:
+        return _pointwise_winners(spike_times, potentials)
+    if k_winners is not None and k_winners <= _WALK_MAX_K:
+        return _walk_winners(spike_times, potentials, mode, radius, k_winners)
+    return _round_winners(spike_times, potentials, mode, radius, k_winners)
+
+
+#: Up to this many winners per sample, :func:`select_winners` walks the candidates of the
+#: whole batch in ``k`` vectorised steps; beyond it, it builds the independent set in rounds.
+_WALK_MAX_K = 32
+
+
+def _pointwise_winners(spike_times: Tensor, potentials: Tensor) -> Tensor:
+    """``LOCAL`` mode with radius 0 and no cap: at each position the first-ranked neuron
+    (earliest, then highest potential, then lowest channel) wins; three channel
+    reductions instead of a sort."""
+    channels = spike_times.shape[1]
+    earliest = spike_times.amin(dim=1, keepdim=True)
+    tied = spike_times == earliest  # inf == inf at silent positions: masked out below
+    best = torch.where(tied, potentials, -math.inf).amax(dim=1, keepdim=True)
+    tied &= potentials == best
+    index = torch.arange(channels, dtype=torch.float32, device=spike_times.device).view(1, -1, 1, 1)
+    first = torch.where(tied, index, float(channels)).amin(dim=1, keepdim=True)
+    return (index == first) & torch.isfinite(earliest)
+
+
+def _walk_winners(spike_times: Tensor, potentials: Tensor, mode: WTAMode, radius: int, k: int) -> Tensor:
+    """The walk itself, on the spiking candidates only: ``k`` vectorised steps over the
+    batch, each accepting every sample's first live candidate and removing what it blocks."""
+    n, channels, height, width = spike_times.shape
+    per_sample = channels * height * width
+    sample, c, yy, xx = torch.isfinite(spike_times).nonzero(as_tuple=True)
+    mask = torch.zeros(n * per_sample, dtype=torch.bool, device=spike_times.device)
+    if sample.numel() == 0:
+        return mask.view(spike_times.shape)
+    # nonzero() lists candidates in flat order; stable sorts by potential (descending),
+    # time and sample give the walk order of every sample, samples one after the other.
+    order = torch.argsort(potentials[sample, c, yy, xx], descending=True, stable=True)
+    order = order[torch.argsort(spike_times[sample, c, yy, xx][order], stable=True)]
+    order = order[torch.argsort(sample[order], stable=True)]
+    sample, c, yy, xx = sample[order], c[order], yy[order], xx[order]
+    counts = torch.bincount(sample, minlength=n)
+    slot = torch.arange(sample.numel(), device=sample.device) - (torch.cumsum(counts, 0) - counts)[sample]
+    columns = int(counts.max())
+    flat = torch.full((n, columns), -1, dtype=torch.long, device=sample.device)
+    flat[sample, slot] = (c * height + yy) * width + xx
+    remaining = flat >= 0
+    channel, y, x = flat // (height * width), flat // width % height, flat % width
+    rows = torch.arange(n, device=sample.device)
+    for _ in range(k):
+        live = remaining.any(dim=1)
+        pick = remaining.to(torch.uint8).argmax(dim=1)
+        mask[(rows * per_sample + flat[rows, pick])[live]] = True
+        blocked = torch.zeros_like(remaining)
+        if mode in (WTAMode.GLOBAL, WTAMode.BOTH):
+            blocked |= channel == channel[rows, pick, None]
+        if mode in (WTAMode.LOCAL, WTAMode.BOTH):
+            blocked |= ((y - y[rows, pick, None]).abs() <= radius) & ((x - x[rows, pick, None]).abs() <= radius)
+        remaining &= ~(blocked & live[:, None])
+    return mask.view(spike_times.shape)
+
+
+def _round_winners(
+    spike_times: Tensor, potentials: Tensor, mode: WTAMode, radius: int, k_winners: Optional[int]
+) -> Tensor:
+    """The walk's result built in rounds (see the module docstring), any ``k``."""
     n = spike_times.shape[0]
     per_sample = spike_times[0].numel()
     remaining = torch.isfinite(spike_times)
     accepted = torch.zeros_like(remaining)
-    if n == 0 or per_sample == 0:
-        return accepted
     # Ranks are exact in float32 up to 2**24 neurons per sample, float64 beyond.
     key_dtype = torch.float32 if per_sample < 2**24 else torch.float64
     rank = _candidate_rank(spike_times, potentials).to(key_dtype)
     sentinel = torch.tensor(float(per_sample), dtype=key_dtype, device=rank.device)
+    capped = k_winners is not None and k_winners < per_sample
     while bool(remaining.any()):
         key = torch.where(remaining, rank, sentinel)
         new = remaining & (key == _neighbourhood_min(key, mode, radius))
         accepted |= new
         remaining &= ~(new | _blocked_by(new, mode, radius))
-        if k_winners is not None and k_winners < per_sample:
+        if capped:
             # A live candidate ranked after the k-th winner so far can never make the cut.
             kth = torch.where(accepted, rank, sentinel).view(n, -1).kthvalue(k_winners, dim=1).values
             remaining &= rank < kth.view(n, 1, 1, 1)
-    if k_winners is not None and k_winners < per_sample:
+    if capped:
         kth = torch.where(accepted, rank, sentinel).view(n, -1).kthvalue(k_winners, dim=1).values
         accepted &= rank <= kth.view(n, 1, 1, 1)
     return accepted

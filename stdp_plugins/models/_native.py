@@ -1,0 +1,211 @@
+"""Event-driven first-spike convolution in C, compiled on first use and loaded with ctypes.
+
+The kernel walks the input spikes of each image in time order and adds each spike's
+weights to the potentials of the outputs that see it; after every time step it checks
+only the outputs touched in that step. Work is proportional to the number of spikes, not
+to ``time_steps x`` a dense convolution. Potentials are accumulated in float64, so the sums
+of float32 weights are exact and do not depend on the order of the spikes.
+
+The shared library is built with the system C compiler into a cache folder
+(``$STDP_PLUGINS_CACHE`` or ``~/.cache/stdp_plugins``). Without a compiler
+:func:`native_library` returns ``None`` and callers use the dense torch path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["native_library", "NEVER"]
+
+#: Spike time code for "never fired" in the uint8 time maps the kernel reads and writes.
+NEVER = 255
+
+_SOURCE = r"""
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <math.h>
+
+/* in_times  [n][c_in][h][w]   uint8, 255 = never
+   weight_t  [c_in][k][k][c_out] float64 (transposed weights)
+   out_times [n][c_out][ho][wo] float32 first-spike step, +inf = never
+   out_pot   [n][c_out][ho][wo] float64, potential at the first spike (0 if never);
+             may be NULL when the potentials are not needed
+   Potentials are accumulated channel-last ([ho][wo][c_out]) and transposed at the end.
+   returns 0, or -1 when out of memory */
+int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
+                     int c_out, int k, int pad, const double *weight_t,
+                     double threshold, int time_steps, int ho, int wo,
+                     float *out_times, double *out_pot)
+{
+    const long n_in = (long)c_in * h * w;
+    const long n_pos = (long)ho * wo;
+    double *pot = (double *)malloc(sizeof(double) * n_pos * c_out);
+    int *events = (int *)malloc(sizeof(int) * (n_in > 0 ? n_in : 1));
+    int *start = (int *)malloc(sizeof(int) * (time_steps + 1));
+    int *mark = (int *)malloc(sizeof(int) * (n_pos > 0 ? n_pos : 1));
+    int *touched = (int *)malloc(sizeof(int) * (n_pos > 0 ? n_pos : 1));
+    double *first = (double *)malloc(sizeof(double) * n_pos * c_out);
+    double *pfirst = (double *)malloc(sizeof(double) * n_pos * c_out);
+    if (!pot || !events || !start || !mark || !touched || !first || !pfirst) {
+        free(pot); free(events); free(start); free(mark); free(touched); free(first); free(pfirst);
+        return -1;
+    }
+    for (int img = 0; img < n; ++img) {
+        const uint8_t *tin = in_times + (long)img * n_in;
+        float *tout = out_times + (long)img * n_pos * c_out;
+        double *pout = out_pot ? out_pot + (long)img * n_pos * c_out : 0;
+        memset(pot, 0, sizeof(double) * n_pos * c_out);
+        if (out_pot) memset(pfirst, 0, sizeof(double) * n_pos * c_out);
+        for (long i = 0; i < n_pos * c_out; ++i) first[i] = 255.0;
+        for (long p = 0; p < n_pos; ++p) mark[p] = -1;
+        /* counting sort of the input spikes by time (stable: flat index order) */
+        for (int t = 0; t <= time_steps; ++t) start[t] = 0;
+        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) start[tin[i] + 1]++;
+        for (int t = 0; t < time_steps; ++t) start[t + 1] += start[t];
+        for (int t = time_steps; t > 0; --t) start[t] = start[t - 1];
+        start[0] = 0;
+        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) events[start[tin[i] + 1]++] = (int)i;
+        /* start[t + 1] now holds the end of step t; step t begins at start[t] (start[0] = 0) */
+        int begin = 0;
+        for (int t = 0; t < time_steps; ++t) {
+            const int end = start[t + 1];
+            int n_touched = 0;
+            for (int e = begin; e < end; ++e) {
+                const int i = events[e];
+                const int c = i / (h * w), y = (i / w) % h, x = i % w;
+                for (int dy = 0; dy < k; ++dy) {
+                    const int oy = y + pad - dy;
+                    if (oy < 0 || oy >= ho) continue;
+                    for (int dx = 0; dx < k; ++dx) {
+                        const int ox = x + pad - dx;
+                        if (ox < 0 || ox >= wo) continue;
+                        const long p = (long)oy * wo + ox;
+                        const double *wrow = weight_t + (((long)c * k + dy) * k + dx) * c_out;
+                        double *pp = pot + p * c_out;
+                        for (int o = 0; o < c_out; ++o) pp[o] += wrow[o];
+                        if (mark[p] != t) { mark[p] = t; touched[n_touched++] = (int)p; }
+                    }
+                }
+            }
+            for (int j = 0; j < n_touched; ++j) {
+                const long base = (long)touched[j] * c_out;
+                double *restrict ft = first + base;
+                const double *restrict pp = pot + base;
+                const double now = (double)t;
+                for (int o = 0; o < c_out; ++o) {
+                    const int fire = (ft[o] == 255.0) & (pp[o] >= threshold);
+                    ft[o] = fire ? now : ft[o];
+                }
+                if (out_pot) {
+                    double *restrict po = pfirst + base;
+                    for (int o = 0; o < c_out; ++o) po[o] = (ft[o] == now) ? pp[o] : po[o];
+                }
+            }
+            begin = end;
+        }
+        /* channel-last scratch -> [c_out][ho][wo] outputs */
+        for (int o = 0; o < c_out; ++o) {
+            float *to = tout + (long)o * n_pos;
+            for (long p = 0; p < n_pos; ++p) {
+                const double f = first[p * c_out + o];
+                to[p] = f == 255.0 ? (float)INFINITY : (float)f;
+            }
+        }
+        if (out_pot) {
+            for (int o = 0; o < c_out; ++o) {
+                double *po = pout + (long)o * n_pos;
+                for (long p = 0; p < n_pos; ++p) po[p] = pfirst[p * c_out + o];
+            }
+        }
+    }
+    free(pot); free(events); free(start); free(mark); free(touched); free(first); free(pfirst);
+    return 0;
+}
+"""
+
+_lock = threading.Lock()
+_library: Optional[ctypes.CDLL] = None
+_tried = False
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("STDP_PLUGINS_CACHE")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "stdp_plugins"
+
+
+def _cpu_tag() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("model name", "flags")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compile(target: Path) -> bool:
+    compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    compiler = compiler.split()[0]
+    if shutil.which(compiler) is None:
+        compiler = "cc"
+        if shutil.which(compiler) is None:
+            return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        source = Path(tmp) / "first_spike.c"
+        source.write_text(_SOURCE)
+        built = Path(tmp) / target.name
+        for flags in (["-O3", "-march=native"], ["-O3"]):
+            cmd = [compiler, *flags, "-shared", "-fPIC", "-o", str(built), str(source)]
+            if subprocess.run(cmd, capture_output=True).returncode == 0:
+                os.replace(built, target)
+                return True
+    return False
+
+
+def native_library() -> Optional[ctypes.CDLL]:
+    """The compiled event-driven kernel, building it on first use; ``None`` if unavailable.
+
+    Set ``STDP_PLUGINS_NO_NATIVE=1`` to disable it (the dense torch path is used instead).
+    """
+    global _library, _tried
+    with _lock:
+        if _tried:
+            return _library
+        _tried = True
+        if os.environ.get("STDP_PLUGINS_NO_NATIVE") or sys.platform == "win32":
+            return None
+        key = hashlib.sha256((_SOURCE + platform.platform() + _cpu_tag()).encode()).hexdigest()[:16]
+        target = _cache_dir() / f"first_spike_{key}.so"
+        try:
+            if not target.exists() and not _compile(target):
+                return None
+            library = ctypes.CDLL(str(target))
+        except OSError:
+            return None
+        fn = library.first_spike_conv
+        fn.restype = ctypes.c_int
+        fn.argtypes = [
+            ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+            ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+            ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+            ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        _library = library
+        return _library

@@ -1,0 +1,258 @@
+"""First-spike convolutional layers of non-leaky integrate-and-fire neurons (functional).
+
+Each neuron integrates ``conv(input_t)`` of cumulative input spike waves and fires once, at
+the first step ``t`` with potential ``>= threshold``. Because inputs are cumulative and
+weights non-negative, potentials only grow, so a layer is fully described by first-spike
+times: ``[N, C, H, W]`` float tensors, ``inf`` = never fired.
+
+Two exact implementations give the same times and potentials:
+
+- :func:`dense_first_spike_conv`: the straightforward computation, a convolution of the
+  cumulative input at every time step (float64, batched over time and images). Used on
+  CUDA and as the reference.
+- the event-driven C kernel of :mod:`._native` (CPU): walks the input spikes in time order
+  and touches only the outputs that see them, work proportional to the number of spikes.
+
+:func:`first_spike_conv` picks one (``method="auto"``). Potentials are sums of float32
+weights in float64, which are exact, so both paths agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..learning._checks import check_float, check_int, check_spike_times, check_tensor
+from ..learning.timing import conv_output_size
+from ._native import NEVER, native_library
+
+__all__ = [
+    "first_spike_conv",
+    "dense_first_spike_conv",
+    "event_first_spike_conv",
+    "fires_at_all",
+    "min_pool_times",
+    "pad_times",
+    "times_to_codes",
+    "codes_to_times",
+    "native_available",
+]
+
+_METHODS = ("auto", "event", "dense")
+
+
+def native_available() -> bool:
+    """Whether the event-driven C kernel could be built and loaded on this machine."""
+    return native_library() is not None
+
+
+def times_to_codes(times: Tensor, time_steps: int) -> Tensor:
+    """Spike times (float, ``inf`` = never) to uint8 codes (``255`` = never, or ``>= time_steps``)."""
+    if time_steps >= NEVER:
+        raise ValueError(f"time_steps must be < {NEVER} for uint8 spike codes, got {time_steps}")
+    finite = times < time_steps
+    return torch.where(finite, times, torch.zeros_like(times)).to(torch.uint8).masked_fill_(~finite, NEVER)
+
+
+def codes_to_times(codes: Tensor) -> Tensor:
+    """uint8 spike codes back to float32 times (``255`` becomes ``inf``)."""
+    times = codes.to(torch.float32)
+    return times.masked_fill_(codes == NEVER, math.inf)
+
+
+def _check_layer(in_times: Tensor, weight: Tensor, threshold: float, padding: int, time_steps: int):
+    check_tensor("in_times", in_times, 4, "[N, C_in, H, W]")
+    check_spike_times("in_times", in_times)
+    check_tensor("weight", weight, 4, "[C_out, C_in, k, k]")
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating tensor, got dtype {weight.dtype}")
+    if weight.shape[1] != in_times.shape[1] or weight.shape[2] != weight.shape[3]:
+        raise ValueError(
+            f"weight must have shape [C_out, C_in={in_times.shape[1]}, k, k], got {tuple(weight.shape)}"
+        )
+    if bool((weight < 0).any()):
+        raise ValueError("weight must be non-negative (first-spike layers need monotone potentials)")
+    if weight.device != in_times.device:
+        raise ValueError(f"weight on {weight.device} and in_times on {in_times.device} must share a device")
+    threshold = check_float("threshold", threshold, minimum=0.0, strict_min=True)
+    padding = check_int("padding", padding, minimum=0)
+    time_steps = check_int("time_steps", time_steps, minimum=1)
+    k = weight.shape[-1]
+    out_h = conv_output_size(in_times.shape[2], k, 1, padding)
+    out_w = conv_output_size(in_times.shape[3], k, 1, padding)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"in_times spatial size {tuple(in_times.shape[2:])} is too small for a {k}x{k} kernel "
+            f"with padding {padding}"
+        )
+    return threshold, padding, time_steps, (out_h, out_w)
+
+
+def dense_first_spike_conv(
+    in_times: Tensor,
+    weight: Tensor,
+    threshold: float,
+    padding: int = 0,
+    time_steps: int = 15,
+    chunk: int = 64,
+) -> Tuple[Tensor, Tensor]:
+    """First-spike times by a float64 convolution of the cumulative input at every step.
+
+    Parameters
+    ----------
+    in_times : Tensor
+        ``[N, C_in, H, W]`` input first-spike times (``inf`` = never).
+    weight : Tensor
+        ``[C_out, C_in, k, k]`` non-negative weights (stride 1).
+    threshold : float
+        Firing threshold (``potential >= threshold`` fires).
+    padding : int
+        Zero padding of the convolution.
+    time_steps : int
+        Number of steps ``T``; inputs at ``t >= T`` never arrive.
+    chunk : int
+        Images per convolution call (memory bound).
+
+    Returns
+    -------
+    times : Tensor
+        Float32 ``[N, C_out, H_out, W_out]`` first-spike steps, ``inf`` for silent neurons.
+    potentials : Tensor
+        Float64, the potential at the first spike (0 for silent neurons).
+    """
+    threshold, padding, time_steps, (out_h, out_w) = _check_layer(in_times, weight, threshold, padding, time_steps)
+    w64 = weight.to(torch.float64)
+    steps = torch.arange(time_steps, device=in_times.device, dtype=in_times.dtype).view(-1, 1, 1, 1, 1)
+    times_out, pots_out = [], []
+    for part in in_times.split(max(1, chunk)):
+        waves = (part[None] <= steps).to(torch.float64)  # [T, n, C, H, W]
+        pot = F.conv2d(waves.flatten(0, 1), w64, padding=padding)
+        pot = pot.view(time_steps, part.shape[0], weight.shape[0], out_h, out_w)
+        fired = pot >= threshold
+        first = fired.to(torch.uint8).argmax(dim=0, keepdim=True)
+        ever = fired.any(dim=0)
+        times_out.append(torch.where(ever, first[0].to(torch.float32), math.inf))
+        pots_out.append(torch.where(ever, pot.gather(0, first)[0], 0.0))
+    return torch.cat(times_out), torch.cat(pots_out)
+
+
+def event_first_spike_conv(
+    in_times: Tensor,
+    weight: Tensor,
+    threshold: float,
+    padding: int = 0,
+    time_steps: int = 15,
+    potentials: bool = True,
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """Event-driven version of :func:`dense_first_spike_conv` (CPU, the C kernel).
+
+    Same arguments and results (``potentials=False`` skips them and returns ``None``);
+    raises ``RuntimeError`` when the kernel is unavailable and ``ValueError`` for tensors
+    not on the CPU.
+    """
+    threshold, padding, time_steps, (out_h, out_w) = _check_layer(in_times, weight, threshold, padding, time_steps)
+    if in_times.device.type != "cpu":
+        raise ValueError(f"in_times must be on the CPU for the event-driven kernel, got {in_times.device}")
+    library = native_library()
+    if library is None:
+        raise RuntimeError("the event-driven kernel is unavailable (no C compiler); use method='dense'")
+    n, c_in, height, width = in_times.shape
+    c_out, k = weight.shape[0], weight.shape[-1]
+    codes = times_to_codes(in_times, time_steps).contiguous()
+    weight_t = weight.detach().to(torch.float64).permute(1, 2, 3, 0).contiguous()
+    out_times = torch.empty(n, c_out, out_h, out_w, dtype=torch.float32)
+    out_pot = torch.empty(n, c_out, out_h, out_w, dtype=torch.float64) if potentials else None
+
+    def run(lo: int, hi: int) -> int:
+        if hi <= lo:
+            return 0
+        return library.first_spike_conv(
+            hi - lo, c_in, height, width, codes[lo].data_ptr(), c_out, k, padding,
+            weight_t.data_ptr(), threshold, time_steps, out_h, out_w,
+            out_times[lo].data_ptr(), out_pot[lo].data_ptr() if out_pot is not None else None,
+        )
+
+    workers = max(1, min(torch.get_num_threads(), n))
+    bounds = [round(i * n / workers) for i in range(workers + 1)]
+    if workers == 1:
+        status = [run(0, n)]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            status = list(pool.map(run, bounds[:-1], bounds[1:]))
+    if any(s != 0 for s in status):
+        raise MemoryError("the event-driven kernel could not allocate its buffers")
+    return out_times, out_pot
+
+
+def first_spike_conv(
+    in_times: Tensor,
+    weight: Tensor,
+    threshold: float,
+    padding: int = 0,
+    time_steps: int = 15,
+    method: str = "auto",
+) -> Tuple[Tensor, Tensor]:
+    """First-spike times and potentials of a layer of at-most-once IF neurons.
+
+    Parameters
+    ----------
+    in_times, weight, threshold, padding, time_steps
+        See :func:`dense_first_spike_conv`.
+    method : {"auto", "event", "dense"}
+        ``"event"``: the event-driven CPU kernel; ``"dense"``: a convolution per time
+        step; ``"auto"``: event-driven on the CPU when the kernel is available, else dense.
+
+    Returns
+    -------
+    times : Tensor
+        Float32 ``[N, C_out, H_out, W_out]``, ``inf`` = silent.
+    potentials : Tensor
+        Float64 potential at the first spike, 0 for silent neurons.
+    """
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
+    if method == "auto":
+        method = "event" if in_times.device.type == "cpu" and native_available() else "dense"
+    if method == "event":
+        return event_first_spike_conv(in_times, weight, threshold, padding, time_steps)
+    return dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
+
+
+def fires_at_all(
+    in_times: Tensor, weight: Tensor, threshold: float, padding: int = 0, time_steps: int = 15, chunk: int = 256
+) -> Tensor:
+    """Bool ``[N, C_out, H_out, W_out]``: whether each neuron fires within ``time_steps``.
+
+    This is the last step of the cumulative output wave (its maximum over time), which
+    only depends on the set of inputs that fired, not on when: a single dense float64
+    convolution of the final binary input (inputs are dense at this point, so a dense
+    convolution beats the event walk). Equals the last step of
+    :func:`dense_first_spike_conv`.
+    """
+    threshold, padding, time_steps, _ = _check_layer(in_times, weight, threshold, padding, time_steps)
+    w64 = weight.detach().to(torch.float64)
+    return torch.cat([
+        F.conv2d((part < time_steps).to(torch.float64), w64, padding=padding) >= threshold
+        for part in in_times.split(max(1, chunk))
+    ])
+
+
+def min_pool_times(times: Tensor, kernel_size: int, stride: int, padding: int = 0) -> Tensor:
+    """Max-pooling of cumulative spike waves expressed on first-spike times (a min-pool).
+
+    Padding counts as "never fired".
+    """
+    check_tensor("times", times, 4, "[N, C, H, W]")
+    return -F.max_pool2d(-times, kernel_size, stride, padding)
+
+
+def pad_times(times: Tensor, padding: int) -> Tensor:
+    """Zero-pad spike waves spatially: the border never fires (``inf`` times)."""
+    check_tensor("times", times, 4, "[N, C, H, W]")
+    padding = check_int("padding", padding, minimum=0)
+    return F.pad(times, (padding,) * 4, value=math.inf)

@@ -1,0 +1,207 @@
+"""The reference network: event-driven first spikes equal the dense computation, the fast
+winner selection equals the core's, features equal a SpykeTorch-style dense simulation."""
+
+import math
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stdp_plugins.datasets import embedded_mnist
+from stdp_plugins.learning import WTAMode
+from stdp_plugins.models.kheradpisheh import KheradpishehConfig, KheradpishehNet
+from stdp_plugins.models.spiking import (
+    dense_first_spike_conv,
+    event_first_spike_conv,
+    fires_at_all,
+    first_spike_conv,
+    min_pool_times,
+    native_available,
+    pad_times,
+)
+from wta_reference import sequential_winners
+
+INF = math.inf
+# The event-driven kernel is built with the system C compiler: wherever one is installed
+# (CI included) it must build, so these tests only skip on machines without any.
+needs_native = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler for the event-driven kernel")
+
+
+def test_native_kernel_builds_where_a_compiler_exists():
+    if shutil.which("cc") is not None:
+        assert native_available()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, _ = embedded_mnist()
+    return images[:24]
+
+
+def _trained_like(net: KheradpishehNet) -> KheradpishehNet:
+    """Weights pushed towards 0/1 (some exactly 0 or 1, some near), like a trained net."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for conv in (net.conv1, net.conv2):
+            w = torch.rand(conv.weight.shape, generator=g)
+            w = torch.where(w < 0.3, torch.rand(w.shape, generator=g) * 1e-3, w)
+            w = torch.where(w > 0.8, 1.0 - torch.rand(w.shape, generator=g) * 1e-7, w)
+            conv.weight.copy_(w.clamp(0, 1))
+    return net
+
+
+def test_first_spike_conv_hand_computed():
+    # one input channel, 3 pixels firing at t = 0, 1, 2; 2x2 kernel of ones; threshold 2
+    times = torch.full((1, 1, 2, 3), INF)
+    times[0, 0, 0, 0], times[0, 0, 0, 1], times[0, 0, 1, 1] = 0.0, 1.0, 2.0
+    weight = torch.ones(1, 1, 2, 2)
+    out, pot = dense_first_spike_conv(times, weight, threshold=2.0, padding=0, time_steps=4)
+    # output (0,0) sees t=0,1,2 -> reaches 2 at t=1; output (0,1) sees t=1,2 -> reaches 2 at t=2
+    assert out.tolist() == [[[[1.0, 2.0]]]]
+    assert pot.tolist() == [[[[2.0, 2.0]]]]
+    out3, _ = dense_first_spike_conv(times, weight, threshold=3.0, padding=0, time_steps=4)
+    assert out3.tolist() == [[[[2.0, INF]]]]
+
+
+@needs_native
+@pytest.mark.parametrize("trained", [False, True])
+def test_event_driven_equals_dense_on_real_digits(digits, trained):
+    net = KheradpishehNet(seed=1)
+    if trained:
+        _trained_like(net)
+    inputs = net.encode(digits)
+    spec1, spec2 = net.config.layer1, net.config.layer2
+    t1d, p1d = dense_first_spike_conv(inputs, net.conv1.weight, spec1.threshold, spec1.padding, 15)
+    t1e, p1e = event_first_spike_conv(inputs, net.conv1.weight, spec1.threshold, spec1.padding, 15)
+    assert torch.equal(t1d, t1e) and torch.equal(p1d, p1e)
+    assert 0 < torch.isfinite(t1d).float().mean() < 1
+    layer2_in = pad_times(min_pool_times(t1d, 2, 2, 1), 1)
+    t2d, p2d = dense_first_spike_conv(layer2_in, net.conv2.weight, spec2.threshold, spec2.padding, 15)
+    t2e, p2e = event_first_spike_conv(layer2_in, net.conv2.weight, spec2.threshold, spec2.padding, 15)
+    assert torch.equal(t2d, t2e) and torch.equal(p2d, p2e)
+    times_only, none = event_first_spike_conv(layer2_in, net.conv2.weight, spec2.threshold, 0, 15, potentials=False)
+    assert none is None and torch.equal(times_only, t2d)
+    assert torch.equal(fires_at_all(inputs, net.conv1.weight, 10.0, 2, 15), torch.isfinite(t1d))
+    assert torch.equal(fires_at_all(layer2_in, net.conv2.weight, 1.0, 0, 15), torch.isfinite(t2d))
+
+
+def test_fires_at_all_is_exact_at_the_threshold():
+    # ten float32 weights of 0.1 sum to 1.0000000149 exactly (fires at threshold 1), while a
+    # float32 sum may round to just below 1; 0.0999999 weights sum to just below 1
+    times = torch.zeros(3, 10, 1, 1)
+    weight = torch.full((2, 10, 1, 1), 0.1)
+    weight[1] = 0.0999999
+    fired = fires_at_all(times, weight, threshold=1.0)
+    assert fired[:, 0].all() and not fired[:, 1].any()
+    exact = (weight.double().sum(dim=(1, 2, 3)) >= 1.0)
+    assert exact.tolist() == [True, False]
+
+
+def test_min_pool_of_times_is_max_pool_of_waves():
+    g = torch.Generator().manual_seed(0)
+    times = torch.randint(0, 6, (2, 3, 7, 7), generator=g).float()
+    times[torch.rand(times.shape, generator=g) < 0.5] = INF
+    waves = torch.stack([(times <= t).float() for t in range(6)])
+    pooled_waves = torch.stack([F.max_pool2d(w, 2, 2, 1) for w in waves])
+    pooled = min_pool_times(times, 2, 2, 1)
+    assert torch.equal(torch.stack([(pooled <= t).float() for t in range(6)]), pooled_waves)
+
+
+def _spyketorch_style_features(net: KheradpishehNet, images: torch.Tensor) -> torch.Tensor:
+    """Dense simulation: waves, conv at every step, threshold, pool, pad, conv, pool, max over time."""
+    times = net.encode(images)
+    waves = torch.stack([(times <= t).double() for t in range(15)])  # [T, N, 2, 28, 28]
+    out = []
+    for t in range(15):
+        pot1 = F.conv2d(waves[t], net.conv1.weight.double(), padding=2)
+        spk1 = (pot1 >= 10.0).double()
+        x2 = F.pad(F.max_pool2d(spk1, 2, 2, 1), (1, 1, 1, 1))
+        spk2 = (F.conv2d(x2, net.conv2.weight.double()) >= 1.0).double()
+        out.append(F.max_pool2d(spk2, 2, 2, 1))
+    return torch.stack(out).amax(dim=0).bool()
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_features_equal_dense_simulation(digits, trained):
+    net = KheradpishehNet(seed=2)
+    if trained:
+        _trained_like(net)
+    feats = net.features(net.encode(digits[:8]))
+    assert feats.shape == (8, 150, 9, 9) and feats.dtype == torch.bool
+    assert torch.equal(feats, _spyketorch_style_features(net, digits[:8]))
+    assert torch.equal(net(digits[:8]), feats.float())
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_learning_winners_equal_sequential_walk_on_digits(digits, layer):
+    """Pointwise inhibition then k winners, on real digits, equals the plain walk."""
+    net = _trained_like(KheradpishehNet(seed=0))
+    x = net.layer_input(layer, net.encode(digits[:4]))
+    times, pots = net.layer_forward(layer, x)
+    spec = net.spec(layer)
+    survivors = sequential_winners(times, pots, WTAMode.LOCAL, 0, None)
+    expected = sequential_winners(torch.where(survivors, times, INF), pots, WTAMode.BOTH, spec.radius, spec.k_winners)
+    winners = net.select_winners(layer, times, pots)
+    assert torch.equal(winners, expected)
+    assert bool((winners.sum(dim=(1, 2, 3)) == spec.k_winners).all())
+
+
+@needs_native
+def test_training_steps_fast_path_equal_dense_path(digits):
+    """Identical spikes, winners and weights over several batch updates of both layers."""
+    fast = KheradpishehNet(seed=5, method="event")
+    dense = KheradpishehNet(seed=5, method="dense")
+    inputs = fast.encode(digits)
+    for layer in (1, 2):
+        for step, batch in enumerate(inputs.split(6)):
+            x_fast, x_dense = fast.layer_input(layer, batch), dense.layer_input(layer, batch)
+            assert torch.equal(x_fast, x_dense)
+            tf, pf = fast.layer_forward(layer, x_fast)
+            td, pd = dense.layer_forward(layer, x_dense)
+            assert torch.equal(tf, td) and torch.equal(pf, pd)
+            wf, wd = fast.select_winners(layer, tf, pf), dense.select_winners(layer, td, pd)
+            assert torch.equal(wf, wd)
+            lr = fast.learning_rates(layer, 600 * step)
+            fast.learn(layer, x_fast, tf, wf, *lr)
+            dense.learn(layer, x_dense, td, wd, *lr)
+            assert torch.equal(fast.weight(layer), dense.weight(layer))
+    assert not torch.equal(fast.conv1.weight, KheradpishehNet(seed=5).conv1.weight)
+
+
+def test_learning_rate_schedule():
+    net = KheradpishehNet()
+    assert net.learning_rates(1, 0) == (0.004, 0.003)
+    assert net.learning_rates(1, 499) == (0.004, 0.003)
+    assert net.learning_rates(1, 500) == pytest.approx((0.008, 0.006))
+    assert net.learning_rates(1, 1500) == pytest.approx((0.032, 0.024))
+    assert net.learning_rates(1, 10**6) == pytest.approx((0.15, 0.1125))
+    assert net.learning_rates(2, 10**6) == (0.004, 0.003)
+
+
+def test_network_shapes_and_init():
+    net = KheradpishehNet(seed=0)
+    assert net.conv1.weight.shape == (32, 2, 5, 5) and net.conv2.weight.shape == (150, 32, 2, 2)
+    for w in (net.conv1.weight, net.conv2.weight):
+        assert not w.requires_grad
+        assert 0.0 <= float(w.min()) and float(w.max()) <= 1.0
+        assert abs(float(w.mean()) - 0.8) < 0.01 and abs(float(w.std()) - 0.05) < 0.01
+    assert torch.equal(KheradpishehNet(seed=0).conv2.weight, net.conv2.weight)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: KheradpishehNet().spec(3), "layer"),
+        (lambda: KheradpishehConfig(time_steps=0), "time_steps"),
+        (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, method="fast"), "method"),
+        (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), -torch.ones(1, 2, 3, 3), 1.0), "weight"),
+        (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), torch.ones(1, 3, 3, 3), 1.0), "weight"),
+        (lambda: first_spike_conv(torch.zeros(2, 5, 5), torch.ones(1, 2, 3, 3), 1.0), "in_times"),
+        (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 0.0), "threshold"),
+        (lambda: first_spike_conv(torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 3, 3), 1.0), "in_times"),
+    ],
+)
+def test_bad_input_names_the_argument(call, name):
+    with pytest.raises((ValueError, TypeError), match=name):
+        call()
