@@ -1,0 +1,318 @@
+"""The ``stdp-plugins`` command: ``train``, ``evaluate`` and ``plot``.
+
+``stdp-plugins train`` trains the Kheradpisheh (2018) network layer by layer without
+labels, reads it out with a linear SVM and writes into ``--out``:
+
+- ``model.pt``: weights, configuration and the fitted read-out (for ``evaluate``);
+- ``checkpoint.pt``: the training state (for ``--resume``);
+- ``metrics.json``: accuracy, silent-image fraction, convergence per layer, images/s per
+  phase and wall time;
+- ``kernels.png`` and ``convergence.png``.
+
+Without ``--data`` the embedded MNIST subset is used: the first 6,000 digits train, the
+last 2,000 test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .datasets import DatasetError, embedded_split, load_dataset
+from .figures import plot_convergence, plot_layer1_kernels
+from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
+from .readout import LinearReadout, fit_readout, silent_fraction
+from .training import (
+    CheckpointError,
+    LayerwiseTrainer,
+    TrainConfig,
+    TrainingInterrupted,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+__all__ = ["main", "build_parser", "load_model", "extract_features"]
+
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.json"
+EXIT_INTERRUPTED = 130
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda was requested but CUDA is not available")
+    return torch.device(name)
+
+
+def extract_features(model: KheradpishehNet, images: Tensor, batch_size: int = 512) -> Tuple[Tensor, float]:
+    """Features (bool ``[N, 150, 9, 9]``, CPU) of uint8 images and the images/s it took."""
+    device = model.conv1.weight.device
+    start = time.perf_counter()
+    parts = [model.features(model.encode(chunk.to(device))).cpu() for chunk in images.split(batch_size)]
+    seconds = time.perf_counter() - start
+    return torch.cat(parts), images.shape[0] / max(seconds, 1e-9)
+
+
+def save_model(path: Path, model: KheradpishehNet, readout: LinearReadout, seed: int) -> None:
+    """Write ``model.pt``: configuration, weights and read-out."""
+    save_checkpoint(path, {
+        "kind": "model",
+        "model_config": model.config.to_dict(),
+        "seed": seed,
+        "weights": {"conv1": model.conv1.weight.detach().cpu(), "conv2": model.conv2.weight.detach().cpu()},
+        "readout": readout.state_dict(),
+    })
+
+
+def load_model(model_dir: Path, device: torch.device) -> Tuple[KheradpishehNet, LinearReadout]:
+    """Load the network and read-out that ``train`` wrote into ``model_dir``."""
+    path = Path(model_dir) / MODEL_FILE
+    payload = load_checkpoint(path)
+    try:
+        if payload.get("kind") != "model":
+            raise CheckpointError(f"{path}: not a trained model file (kind {payload.get('kind')!r})")
+        model = KheradpishehNet(KheradpishehConfig(**payload["model_config"]), seed=int(payload["seed"]))
+        with torch.no_grad():
+            model.conv1.weight.copy_(payload["weights"]["conv1"])
+            model.conv2.weight.copy_(payload["weights"]["conv2"])
+        readout = LinearReadout.from_state_dict(payload["readout"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: incomplete or malformed model file ({exc!r})") from exc
+    return model.to(device), readout
+
+
+def _datasets(args: argparse.Namespace) -> Tuple[Tuple[Tensor, Tensor], Optional[Tuple[Tensor, Tensor]], str]:
+    if args.data is None:
+        train, test = embedded_split()
+        source = "embedded mnist8k.npz (first 6000 train, last 2000 test)"
+    else:
+        train, test, source = load_dataset(args.data), None, str(args.data)
+    if args.test_data is not None:
+        test = load_dataset(args.test_data)
+    if args.limit is not None:
+        train = (train[0][: args.limit], train[1][: args.limit])
+    if args.test_limit is not None and test is not None:
+        test = (test[0][: args.test_limit], test[1][: args.test_limit])
+    return train, test, source
+
+
+def _convergence_report(trainer: LayerwiseTrainer) -> Dict[str, Dict]:
+    model = trainer.model
+    threshold = model.config.stdp.convergence_threshold
+    report = {}
+    for layer in (1, 2):
+        metric = model.convergence(layer)
+        report[f"layer{layer}"] = {
+            "metric": metric,
+            "threshold": threshold,
+            "reached": metric < threshold,
+            "images_seen": trainer.state.images_seen[layer - 1],
+        }
+    return report
+
+
+def _train(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (train_x, train_y), test, source = _datasets(args)
+    epochs = tuple(args.epochs) if len(args.epochs) == 2 else (args.epochs[0], args.epochs[0])
+    config = TrainConfig(
+        batch_size=args.batch_size, epochs=epochs, stop_at_convergence=args.stop_at_convergence,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+    )
+    model = KheradpishehNet(seed=args.seed).to(device)
+    trainer = LayerwiseTrainer(model, train_x, config, out / CHECKPOINT_FILE)
+    if args.resume:
+        trainer.resume()
+        print(f"resumed from {out / CHECKPOINT_FILE} (layer {min(trainer.state.phase, 2)}, "
+              f"{sum(trainer.state.images_seen)} images trained)")
+    encode_start = time.perf_counter()
+    trainer.input_codes()
+    encode_rate = train_x.shape[0] / max(time.perf_counter() - encode_start, 1e-9)
+    try:
+        trainer.train()
+    except TrainingInterrupted as stop:
+        print(f"\ninterrupted: checkpoint saved to {stop.checkpoint}; continue with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    train_features, feature_rate = extract_features(model, train_x)
+    readout_start = time.perf_counter()
+    readout = fit_readout(train_features, train_y, c=args.svm_c, seed=args.seed, max_iter=args.svm_max_iter)
+    readout_seconds = time.perf_counter() - readout_start
+    accuracy = {"train": readout.accuracy(train_features, train_y)}
+    silent = {"train": silent_fraction(train_features)}
+    if test is not None:
+        test_features, _ = extract_features(model, test[0])
+        accuracy["test"] = readout.accuracy(test_features, test[1])
+        silent["test"] = silent_fraction(test_features)
+    save_model(out / MODEL_FILE, model, readout, args.seed)
+    rates = trainer.images_per_second()
+    metrics = {
+        "accuracy": accuracy,
+        "silent_fraction": silent,
+        "convergence": _convergence_report(trainer),
+        "images_per_second": {
+            "encoding": encode_rate,
+            "layer1_training": rates["layer1"],
+            "layer2_training": rates["layer2"],
+            "feature_extraction": feature_rate,
+        },
+        "readout_fit_seconds": readout_seconds,
+        "peak_rss_mib": _peak_rss_mib(),
+        "wall_time_seconds": time.perf_counter() - started,
+        "data": {"train": source, "n_train": int(train_x.shape[0]),
+                 "test": args.test_data or (None if args.data else "embedded"),
+                 "n_test": int(test[0].shape[0]) if test is not None else 0},
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "model_config": model.config.to_dict(),
+        "train_config": asdict(config),
+        "svm_c": args.svm_c,
+        "svm_max_iter": args.svm_max_iter,
+    }
+    metrics = _json_safe(metrics)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    _figures(out, model, trainer.history)
+    shown = ", ".join(f"{k} {v:.2%}" for k, v in accuracy.items())
+    print(f"accuracy: {shown}; wrote {out / METRICS_FILE}")
+    return 0
+
+
+def _peak_rss_mib() -> Optional[float]:
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _figures(out: Path, model: KheradpishehNet, history: Dict[int, List[Tuple[int, float]]]) -> None:
+    plot_layer1_kernels(model.conv1.weight, out / "kernels.png")
+    plot_convergence(history, out / "convergence.png", model.config.stdp.convergence_threshold)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    model, readout = load_model(Path(args.model), device)
+    images, labels = load_dataset(args.data)
+    features, rate = extract_features(model, images)
+    accuracy = readout.accuracy(features, labels)
+    result = {
+        "data": str(args.data),
+        "n_images": int(images.shape[0]),
+        "accuracy": accuracy,
+        "silent_fraction": silent_fraction(features),
+        "feature_images_per_second": rate,
+    }
+    target = Path(args.out) if args.out else Path(args.model) / "evaluation.json"
+    target.write_text(json.dumps(result, indent=2))
+    print(f"accuracy: {accuracy:.2%} on {images.shape[0]} images of {args.data}; wrote {target}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    model_dir = Path(args.model)
+    model, _ = load_model(model_dir, torch.device("cpu"))
+    checkpoint = model_dir / CHECKPOINT_FILE
+    history: Dict[int, List[Tuple[int, float]]] = {1: [], 2: []}
+    if checkpoint.exists():
+        history = {int(k): [tuple(p) for p in v] for k, v in load_checkpoint(checkpoint)["history"].items()}
+    _figures(model_dir, model, history)
+    print(f"wrote {model_dir / 'kernels.png'} and {model_dir / 'convergence.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``stdp-plugins``."""
+    parser = argparse.ArgumentParser(
+        prog="stdp-plugins",
+        description="Train and evaluate the Kheradpisheh (2018) STDP network on digits.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train layer by layer without labels, then fit the SVM read-out")
+    train.add_argument("--data", help="training set (.npz or *-images-idx3-ubyte[.gz]); default: embedded MNIST")
+    train.add_argument("--test-data", help="test set in the same formats")
+    train.add_argument("--out", default="stdp-run", help="output folder (default: %(default)s)")
+    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="images per STDP step")
+    train.add_argument("--epochs", type=int, nargs="+", default=list(TrainConfig.epochs), metavar="E",
+                       help="epoch budget: one value for both layers or two (layer 1, layer 2)")
+    train.add_argument("--stop-at-convergence", action="store_true",
+                       help="end a layer as soon as its convergence metric is below the preset's 0.01")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, metavar="N",
+                       help="write a checkpoint every N training images (0: only at layer ends and Ctrl-C)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--limit", type=int, help="use only the first N training images")
+    train.add_argument("--test-limit", type=int, help="use only the first N test images")
+    train.add_argument("--svm-c", type=float, default=2.4, help="LinearSVC C (default: %(default)s)")
+    train.add_argument("--svm-max-iter", type=int, default=1000, help="LinearSVC iteration cap (default: %(default)s)")
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    train.add_argument("--threads", type=int, help="CPU threads for torch and the event kernel (default: torch's)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(handler=_train)
+
+    evaluate = sub.add_parser("evaluate", help="accuracy of a trained model on a data file")
+    evaluate.add_argument("--model", required=True, help="folder written by 'train'")
+    evaluate.add_argument("--data", required=True, help=".npz or *-images-idx3-ubyte[.gz]")
+    evaluate.add_argument("--out", help="JSON result file (default: MODEL/evaluation.json)")
+    evaluate.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    evaluate.set_defaults(handler=_evaluate)
+
+    plot = sub.add_parser("plot", help="redraw the figures of a trained model")
+    plot.add_argument("--model", required=True, help="folder written by 'train'")
+    plot.set_defaults(handler=_plot)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``stdp-plugins``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        if args.batch_size < 1:
+            parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+        if len(args.epochs) not in (1, 2) or min(args.epochs) < 0:
+            parser.error(f"--epochs takes one or two non-negative integers, got {args.epochs}")
+        if args.checkpoint_every < 0:
+            parser.error(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+        for name in ("limit", "test_limit", "svm_max_iter", "threads"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    try:
+        return args.handler(args)
+    except (DatasetError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # outside the training loop: nothing to save
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

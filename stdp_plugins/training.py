@@ -1,0 +1,452 @@
+"""Layer-wise unsupervised training of the reference network, with exact resumption.
+
+:class:`LayerwiseTrainer` trains layer 1, then layer 2, on mini-batches of images: every
+image of a batch is run with the same weights, every image's winners contribute to the
+STDP step, averaged per channel (:func:`~stdp_plugins.kernels.fused_winner_update`), so
+batch size 1 is the exact one-image-at-a-time algorithm. A layer stops after its epoch
+budget or, when ``stop_at_convergence``, as soon as its convergence metric falls below
+the preset's threshold (0.01).
+
+Checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) are single files written
+atomically (temporary file, then ``os.replace``) with a header holding a magic string, the
+format version, the payload length and its SHA-256; a truncated, corrupted or
+other-version file raises :class:`CheckpointError` and nothing is loaded. They hold the
+weights, the position in the data order (phase, epoch, index), images seen per layer (the
+learning-rate schedule position), the convergence history, the RNG state and the
+configuration; resuming continues bit for bit like an uninterrupted run (on the CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import signal
+import struct
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .learning._checks import check_int, check_tensor
+from .models.kheradpisheh import KheradpishehNet
+from .models.spiking import codes_to_times, times_to_codes
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "TrainingInterrupted",
+    "TrainConfig",
+    "LayerwiseTrainer",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+#: Format version written into every checkpoint header; other versions are refused.
+CHECKPOINT_VERSION = 1
+_MAGIC = b"STDPPLUG"
+_HEADER = struct.Struct("<8sIQ32s")  # magic, version, payload length, sha256
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, corrupted, of another format version or
+    does not match the run it is loaded into."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT (Ctrl-C) after saving a checkpoint.
+
+    Attributes
+    ----------
+    checkpoint : Path or None
+        Where the checkpoint was written (``None`` without a checkpoint path).
+    """
+
+    def __init__(self, checkpoint: Optional[Path]) -> None:
+        super().__init__(f"training interrupted; checkpoint saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+def save_checkpoint(path: Union[str, os.PathLike], payload: Dict[str, Any]) -> Path:
+    """Write ``payload`` (tensors, numbers, strings, lists, dicts) atomically to ``path``.
+
+    The file is written to a temporary name in the same folder, flushed to disk and
+    renamed over ``path``, so a crash leaves either the old or the new file, never half.
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    header = _HEADER.pack(_MAGIC, CHECKPOINT_VERSION, len(data), hashlib.sha256(data).digest())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(header)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Read a file written by :func:`save_checkpoint`, verifying it completely first.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, truncated, corrupted (checksum mismatch), not a
+        checkpoint, or of another format version.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from exc
+    if len(raw) < _HEADER.size:
+        raise CheckpointError(f"{path}: truncated checkpoint ({len(raw)} bytes, shorter than its header)")
+    magic, version, length, digest = _HEADER.unpack_from(raw)
+    if magic != _MAGIC:
+        raise CheckpointError(f"{path}: not an stdp-plugins checkpoint (bad magic {magic!r})")
+    if version != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version}, this stdp-plugins reads version {CHECKPOINT_VERSION}"
+        )
+    data = raw[_HEADER.size:]
+    if len(data) != length:
+        raise CheckpointError(f"{path}: truncated checkpoint (payload {len(data)} of {length} bytes)")
+    if hashlib.sha256(data).digest() != digest:
+        raise CheckpointError(f"{path}: corrupted checkpoint (SHA-256 mismatch)")
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a verified payload that torch cannot read: report, never half-load
+        raise CheckpointError(f"{path}: unreadable checkpoint payload ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: checkpoint payload must be a dict, got {type(payload).__name__}")
+    return payload
+
+
+@dataclass
+class TrainConfig:
+    """Options of :class:`LayerwiseTrainer`.
+
+    Attributes
+    ----------
+    batch_size : int
+        Images per STDP step (1 = the sequential algorithm).
+    epochs : tuple of int
+        Epoch budget of layer 1 and layer 2. The default (3, 20) takes both layers well
+        below the preset's convergence threshold on 6,000 digits (layer 1 after about one
+        epoch, layer 2 after about 16); the extra epochs keep sharpening the features
+        (measured on a validation split of the training digits).
+    stop_at_convergence : bool
+        Stop a layer as soon as its convergence metric is below the preset's threshold.
+    seed : int
+        Seed of the weight initialisation and of the per-epoch data order.
+    checkpoint_every : int
+        Write a checkpoint after every this many training images (0 = only at the end
+        of each layer and on Ctrl-C).
+    progress : bool
+        Show a tqdm progress bar (images/s and the live convergence metric).
+    """
+
+    batch_size: int = 32
+    epochs: Tuple[int, int] = (3, 20)
+    stop_at_convergence: bool = False
+    seed: int = 0
+    checkpoint_every: int = 2000
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.batch_size = check_int("batch_size", self.batch_size, minimum=1)
+        if not isinstance(self.epochs, (tuple, list)) or len(self.epochs) != 2:
+            raise ValueError(f"epochs must be a pair (layer 1, layer 2), got {self.epochs!r}")
+        self.epochs = (check_int("epochs[0]", self.epochs[0], minimum=0), check_int("epochs[1]", self.epochs[1], minimum=0))
+        self.seed = check_int("seed", self.seed, minimum=0)
+        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0)
+
+
+@dataclass
+class _Progress:
+    phase: int = 1  # layer being trained; 3 = done
+    epoch: int = 0
+    position: int = 0
+    images_seen: Tuple[int, int] = (0, 0)
+    converged: Tuple[bool, bool] = (False, False)
+    elapsed: Tuple[float, float] = (0.0, 0.0)
+
+
+def _data_fingerprint(images: Tensor) -> str:
+    return hashlib.sha256(images.contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
+@contextmanager
+def _sigint_flag() -> Iterator[Dict[str, bool]]:
+    """Turn SIGINT into a flag checked between batches (main thread only)."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        flag["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class LayerwiseTrainer:
+    """Train :class:`~stdp_plugins.models.kheradpisheh.KheradpishehNet` layer by layer.
+
+    Parameters
+    ----------
+    model : KheradpishehNet
+        The network (its weights are trained in place).
+    images : Tensor
+        uint8 ``[N, H, W]`` training images (labels are not used).
+    config : TrainConfig
+        Options.
+    checkpoint_path : path, optional
+        Where checkpoints are written.
+
+    Attributes
+    ----------
+    history : dict
+        ``{1: [(images_seen, metric), ...], 2: [...]}`` convergence after every step.
+    """
+
+    def __init__(
+        self,
+        model: KheradpishehNet,
+        images: Tensor,
+        config: Optional[TrainConfig] = None,
+        checkpoint_path: Optional[Union[str, os.PathLike]] = None,
+    ) -> None:
+        if not isinstance(model, KheradpishehNet):
+            raise TypeError(f"model must be a KheradpishehNet, got {type(model).__name__}")
+        check_tensor("images", images, 3, "[N, H, W]")
+        if images.dtype != torch.uint8 or images.shape[0] == 0:
+            raise ValueError(f"images must be non-empty uint8 [N, H, W], got {images.dtype} {tuple(images.shape)}")
+        self.model = model
+        self.images = images
+        self.config = config if config is not None else TrainConfig()
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.history: Dict[int, List[Tuple[int, float]]] = {1: [], 2: []}
+        self.state = _Progress()
+        self.rng_state = torch.get_rng_state()
+        self._fingerprint = _data_fingerprint(images)
+        self._codes: Optional[Tensor] = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to continue exactly (see :func:`save_checkpoint`)."""
+        s = self.state
+        return {
+            "kind": "training",
+            "model_config": self.model.config.to_dict(),
+            "train_config": asdict(self.config),
+            "weights": {"conv1": self.model.conv1.weight.detach().cpu().clone(),
+                        "conv2": self.model.conv2.weight.detach().cpu().clone()},
+            "phase": s.phase,
+            "epoch": s.epoch,
+            "position": s.position,
+            "images_seen": list(s.images_seen),
+            "converged": list(s.converged),
+            "elapsed": list(s.elapsed),
+            "history": {str(k): [list(p) for p in v] for k, v in self.history.items()},
+            "rng_state": self.rng_state,
+            "data": {"n_images": int(self.images.shape[0]), "sha256": self._fingerprint},
+        }
+
+    def load_state_dict(self, payload: Dict[str, Any], source: str = "checkpoint") -> None:
+        """Restore a :meth:`state_dict`; raises :class:`CheckpointError` on any mismatch,
+        before changing anything."""
+        try:
+            if payload.get("kind") != "training":
+                raise CheckpointError(f"{source}: not a training checkpoint (kind {payload.get('kind')!r})")
+            if payload["model_config"] != self.model.config.to_dict():
+                raise CheckpointError(f"{source}: written for another network configuration")
+            saved = dict(payload["train_config"])
+            current = asdict(self.config)
+            for key in ("batch_size", "seed"):
+                if saved[key] != current[key]:
+                    raise CheckpointError(
+                        f"{source}: written with {key}={saved[key]}, cannot resume with {key}={current[key]}"
+                    )
+            data = payload["data"]
+            if data["n_images"] != self.images.shape[0] or data["sha256"] != self._fingerprint:
+                raise CheckpointError(f"{source}: written for other training data ({data['n_images']} images)")
+            w1, w2 = payload["weights"]["conv1"], payload["weights"]["conv2"]
+            for name, saved_w, param in (("conv1", w1, self.model.conv1.weight), ("conv2", w2, self.model.conv2.weight)):
+                if not isinstance(saved_w, Tensor) or saved_w.shape != param.shape:
+                    raise CheckpointError(f"{source}: {name} weights have the wrong shape")
+            progress = _Progress(
+                phase=int(payload["phase"]), epoch=int(payload["epoch"]), position=int(payload["position"]),
+                images_seen=tuple(int(v) for v in payload["images_seen"]),
+                converged=tuple(bool(v) for v in payload["converged"]),
+                elapsed=tuple(float(v) for v in payload["elapsed"]),
+            )
+            if progress.phase not in (1, 2, 3):
+                raise CheckpointError(f"{source}: invalid phase {progress.phase}")
+            history = {int(k): [(int(a), float(b)) for a, b in v] for k, v in payload["history"].items()}
+            rng_state = payload["rng_state"]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"{source}: incomplete or malformed checkpoint ({exc!r})") from exc
+        with torch.no_grad():
+            self.model.conv1.weight.copy_(w1)
+            self.model.conv2.weight.copy_(w2)
+        self.state = progress
+        self.history = {1: history.get(1, []), 2: history.get(2, [])}
+        self.rng_state = rng_state
+
+    def save(self) -> Optional[Path]:
+        """Write a checkpoint now (no-op without ``checkpoint_path``)."""
+        if self.checkpoint_path is None:
+            return None
+        return save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    def resume(self, path: Optional[Union[str, os.PathLike]] = None) -> None:
+        """Load the checkpoint at ``path`` (default ``checkpoint_path``) into this trainer."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise ValueError("path must be given when the trainer has no checkpoint_path")
+        self.load_state_dict(load_checkpoint(path), str(path))
+
+    # ------------------------------------------------------------------- training
+    def input_codes(self) -> Tensor:
+        """uint8 input spike codes ``[N, 2, H, W]`` of all training images (encoded once,
+        then cached; 255 = never)."""
+        if self._codes is None:
+            steps = self.model.config.time_steps
+            parts = [times_to_codes(self.model.encode(chunk), steps) for chunk in self.images.split(1024)]
+            self._codes = torch.cat(parts)
+        return self._codes
+
+    def _layer_inputs(self, layer: int, device: torch.device) -> Tensor:
+        codes = self.input_codes()
+        if layer == 1:
+            return codes
+        steps = self.model.config.time_steps
+        parts = [
+            times_to_codes(self.model.layer_input(2, codes_to_times(chunk).to(device)).cpu(), steps)
+            for chunk in codes.split(512)
+        ]
+        return torch.cat(parts)
+
+    def _order(self, layer: int, epoch: int, n: int) -> Tensor:
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + layer * 10_007 + epoch)
+        return torch.randperm(n, generator=generator)
+
+    def _set(self, **changes: Any) -> None:
+        fields_ = asdict(self.state)
+        fields_.update(changes)
+        self.state = _Progress(**fields_)
+
+    def _replace(self, name: str, layer: int, value: Any) -> None:
+        values = list(getattr(self.state, name))
+        values[layer - 1] = value
+        self._set(**{name: tuple(values)})
+
+    def train(self) -> Dict[int, List[Tuple[int, float]]]:
+        """Train (or continue training) both layers; returns :attr:`history`.
+
+        Raises
+        ------
+        TrainingInterrupted
+            On Ctrl-C, after saving a checkpoint at the end of the current batch.
+        """
+        torch.set_rng_state(self.rng_state)
+        with _sigint_flag() as flag:
+            for layer in (1, 2):
+                if self.state.phase == layer:
+                    self._train_layer(layer, flag)
+        self.save()
+        return self.history
+
+    def _train_layer(self, layer: int, flag: Dict[str, bool]) -> None:
+        model, cfg = self.model, self.config
+        device = model.conv1.weight.device
+        threshold = model.config.stdp.convergence_threshold
+        started = time.perf_counter()
+        inputs = self._layer_inputs(layer, device)
+        n = inputs.shape[0]
+        budget = cfg.epochs[layer - 1]
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=budget * n, initial=min(self.state.epoch * n + self.state.position, budget * n),
+                       unit="img", desc=f"layer {layer}", dynamic_ncols=True)
+        last_saved = sum(self.state.images_seen) // cfg.checkpoint_every if cfg.checkpoint_every else 0
+        try:
+            while self.state.epoch < budget and not (cfg.stop_at_convergence and self.state.converged[layer - 1]):
+                order = self._order(layer, self.state.epoch, n)
+                while self.state.position < n:
+                    start = self.state.position
+                    idx = order[start:start + cfg.batch_size]
+                    metric = self._step(layer, codes_to_times(inputs[idx]).to(device))
+                    seen = self.state.images_seen[layer - 1] + idx.numel()
+                    self._replace("images_seen", layer, seen)
+                    self._set(position=start + idx.numel())
+                    self.history[layer].append((seen, metric))
+                    if metric < threshold:
+                        self._replace("converged", layer, True)
+                    if bar is not None:
+                        bar.update(idx.numel())
+                        bar.set_postfix(convergence=f"{metric:.4f}", refresh=False)
+                    total = sum(self.state.images_seen)
+                    stop_now = cfg.stop_at_convergence and self.state.converged[layer - 1]
+                    if cfg.checkpoint_every and total // cfg.checkpoint_every > last_saved:
+                        last_saved = total // cfg.checkpoint_every
+                        self._checkpoint(layer, started)
+                        started = time.perf_counter()
+                    if flag["stop"]:
+                        self._checkpoint(layer, started)
+                        raise TrainingInterrupted(self.checkpoint_path)
+                    if stop_now:
+                        break
+                if self.state.position >= n:
+                    self._set(epoch=self.state.epoch + 1, position=0)
+            self._replace("elapsed", layer, self.state.elapsed[layer - 1] + time.perf_counter() - started)
+            self._set(phase=layer + 1, epoch=0, position=0)
+            self.rng_state = torch.get_rng_state()
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _checkpoint(self, layer: int, started: float) -> None:
+        self._replace("elapsed", layer, self.state.elapsed[layer - 1] + time.perf_counter() - started)
+        self.rng_state = torch.get_rng_state()
+        self.save()
+
+    def _step(self, layer: int, layer_input: Tensor) -> float:
+        model = self.model
+        times, potentials = model.layer_forward(layer, layer_input)
+        winners = model.select_winners(layer, times, potentials)
+        lr_plus, lr_minus = model.learning_rates(layer, self.state.images_seen[layer - 1])
+        model.learn(layer, layer_input, times, winners, lr_plus, lr_minus)
+        return model.convergence(layer)
+
+    def images_per_second(self) -> Dict[str, float]:
+        """Training throughput per layer (images seen / seconds spent, incl. input caching)."""
+        out = {}
+        for layer in (1, 2):
+            seconds = self.state.elapsed[layer - 1]
+            out[f"layer{layer}"] = self.state.images_seen[layer - 1] / seconds if seconds > 0 else math.nan
+        return out
+

@@ -1,0 +1,136 @@
+"""Layer-wise trainer: batch semantics, determinism, stopping, read-out."""
+
+import math
+
+import pytest
+import torch
+
+from stdp_plugins.datasets import embedded_mnist
+from stdp_plugins.learning import STDPLearner
+from stdp_plugins.models.kheradpisheh import KheradpishehNet
+from stdp_plugins.readout import LinearReadout, fit_readout, silent_fraction
+from stdp_plugins.training import LayerwiseTrainer, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def data():
+    images, labels = embedded_mnist()
+    return images[:48], labels[:48]
+
+
+def _train(images, **options):
+    options.setdefault("progress", False)
+    options.setdefault("checkpoint_every", 0)
+    net = KheradpishehNet(seed=options.get("seed", 0))
+    trainer = LayerwiseTrainer(net, images, TrainConfig(**options))
+    trainer.train()
+    return net, trainer
+
+
+def test_batch_one_is_the_sequential_per_winner_algorithm(data):
+    """Batch size 1 applies each winner's own STDP step, one image after the other."""
+    images = data[0][:12]
+    net, trainer = _train(images, batch_size=1, epochs=(1, 0), stop_at_convergence=False)
+    reference = KheradpishehNet(seed=0)
+    learner = STDPLearner(reference.config.stdp)
+    order = trainer._order(1, 0, images.shape[0])
+    for seen, i in enumerate(order.tolist()):
+        x = reference.encode(images[i:i + 1])
+        times, pots = reference.layer_forward(1, x)
+        winners = reference.select_winners(1, times, pots)
+        lr_plus, lr_minus = reference.learning_rates(1, seen)
+        learner.config.lr_plus, learner.config.lr_minus = lr_plus, lr_minus
+        for _, c, y, xx in winners.nonzero().tolist():
+            learner.update_weights_for_winner(
+                reference.conv1.weight[c], x[0], times[0, c, y, xx], y, xx, kernel_size=5, padding=2
+            )
+    assert torch.allclose(net.conv1.weight, reference.conv1.weight, atol=1e-6)
+    assert not torch.equal(net.conv1.weight, KheradpishehNet(seed=0).conv1.weight)
+
+
+def test_batched_step_averages_every_images_winners(data):
+    """One batch of B images = the per-channel mean of the B single-image deltas."""
+    images = data[0][:8]
+    net, _ = _train(images, batch_size=8, epochs=(1, 0), stop_at_convergence=False)
+    ref = KheradpishehNet(seed=0)
+    x = ref.encode(images)
+    times, pots = ref.layer_forward(1, x)
+    winners = ref.select_winners(1, times, pots)
+    w0 = ref.conv1.weight.clone()
+    learner = STDPLearner(ref.config.stdp)
+    deltas = torch.zeros_like(w0)
+    counts = torch.zeros(w0.shape[0])
+    for n, c, y, xx in winners.nonzero().tolist():
+        field = torch.nn.functional.pad(x[n], (2, 2, 2, 2), value=math.inf)[:, y:y + 5, xx:xx + 5]
+        deltas[c] += learner.compute_update(w0[c], field, times[n, c, y, xx])
+        counts[c] += 1
+    expected = (w0 + deltas / counts.clamp(min=1)[:, None, None, None]).clamp(0, 1)
+    assert torch.allclose(net.conv1.weight, expected, atol=1e-6)
+
+
+def test_training_is_deterministic_and_trains_both_layers(data):
+    a, ta = _train(data[0], batch_size=16, epochs=(1, 1))
+    b, _ = _train(data[0], batch_size=16, epochs=(1, 1))
+    assert torch.equal(a.conv1.weight, b.conv1.weight) and torch.equal(a.conv2.weight, b.conv2.weight)
+    fresh = KheradpishehNet(seed=0)
+    assert not torch.equal(a.conv2.weight, fresh.conv2.weight)
+    assert ta.state.images_seen == (48, 48) and ta.state.phase == 3
+    assert [s for s, _ in ta.history[1]] == [16, 32, 48]
+    assert all(0 < m < 0.25 for _, m in ta.history[2])
+    rates = ta.images_per_second()
+    assert rates["layer1"] > 0 and rates["layer2"] > 0
+
+
+def test_stop_at_convergence_ends_the_layer_early(data):
+    net = KheradpishehNet(seed=0)
+    net.config.stdp.convergence_threshold = 0.5  # the initial metric (~0.16) is already below
+    trainer = LayerwiseTrainer(net, data[0], TrainConfig(batch_size=8, epochs=(3, 3), progress=False,
+                                                         checkpoint_every=0, stop_at_convergence=True))
+    trainer.train()
+    assert trainer.state.images_seen == (8, 8)
+    assert trainer.state.converged == (True, True)
+
+
+def test_readout_fits_and_round_trips():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    prototypes = torch.rand(3, 40, generator=g) < 0.3
+    flips = torch.rand(60, 40, generator=g) < 0.05
+    feats = (prototypes[labels] ^ flips).view(60, 5, 8)  # noisy binary patterns per class
+    readout = fit_readout(feats[:45], labels[:45])
+    assert isinstance(readout, LinearReadout) and readout.weight.shape == (3, 40)
+    assert readout.accuracy(feats[:45], labels[:45]) == 1.0
+    assert readout.accuracy(feats[45:], labels[45:]) >= 0.9
+    from sklearn.svm import LinearSVC
+
+    reference = LinearSVC(C=2.4, dual=False).fit(feats[:45].reshape(45, -1).float().numpy(), labels[:45].numpy())
+    assert readout.predict(feats).tolist() == reference.predict(feats.reshape(60, -1).float().numpy()).tolist()
+    again = LinearReadout.from_state_dict(readout.state_dict())
+    assert torch.equal(again.predict(feats), readout.predict(feats))
+    assert silent_fraction(feats) == 0.0
+    assert silent_fraction(torch.zeros(4, 3)) == 1.0
+    assert silent_fraction(torch.tensor([[0, 1], [0, 0]])) == 0.5
+    with pytest.raises(ValueError, match="two classes"):
+        fit_readout(feats[:3], torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(epochs=(1,)), "epochs"),
+        (dict(epochs=(1, -1)), "epochs[1]"),
+        (dict(seed=-1), "seed"),
+        (dict(checkpoint_every=-5), "checkpoint_every"),
+    ],
+)
+def test_bad_train_config(options, name):
+    with pytest.raises((ValueError, TypeError), match=name.replace("[", r"\[").replace("]", r"\]")):
+        TrainConfig(**options)
+
+
+def test_bad_trainer_inputs():
+    with pytest.raises(TypeError, match="model"):
+        LayerwiseTrainer(object(), torch.zeros(2, 28, 28, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="images"):
+        LayerwiseTrainer(KheradpishehNet(), torch.zeros(2, 28, 28))
