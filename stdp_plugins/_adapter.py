@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from operator import methodcaller
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
@@ -680,19 +681,19 @@ class LearnerGroup:
 
     def reset(self) -> None:
         """Forget every learner's records."""
-        self._each(FirstSpikeLearner.reset)
+        self._each(methodcaller("reset"))
 
     def enable(self) -> None:
         """Enable every learner."""
-        self._each(FirstSpikeLearner.enable)
+        self._each(methodcaller("enable"))
 
     def disable(self) -> None:
         """Disable every learner."""
-        self._each(FirstSpikeLearner.disable)
+        self._each(methodcaller("disable"))
 
     def clamp_weights(self) -> None:
         """Clamp every synapse's weights to its bounds."""
-        self._each(FirstSpikeLearner.clamp_weights)
+        self._each(methodcaller("clamp_weights"))
 
     def clamp_on_step(self, optimizer: torch.optim.Optimizer) -> List[RemovableHandle]:
         """Clamp every synapse after each ``optimizer.step()``."""
@@ -704,11 +705,11 @@ class LearnerGroup:
 
     def convergence(self) -> Dict[str, float]:
         """Convergence metric of every synapse, by name."""
-        return self._each(FirstSpikeLearner.convergence)
+        return self._each(methodcaller("convergence"))
 
     def close(self) -> None:
         """Close every learner: all hooks are removed, the model is as it was."""
-        self._each(FirstSpikeLearner.close)
+        self._each(methodcaller("close"))
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}: {type(learner.sn).__name__}" for name, learner in self.learners.items())

@@ -40,7 +40,9 @@ __all__ = [
     "attach",
 ]
 
+#: Entry-point group through which installed packages register learning rules.
 RULE_ENTRY_POINT_GROUP = "stdp_plugins.rules"
+#: Entry-point group through which installed packages register layers.
 LAYER_ENTRY_POINT_GROUP = "stdp_plugins.layers"
 
 # framework package -> adapter module (imported only when the framework is installed)

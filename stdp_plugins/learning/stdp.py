@@ -38,7 +38,6 @@ __all__ = [
     "stdp_weight_factor",
     "potentiation_fraction",
     "batch_stdp_update",
-    "check_batch_shapes",
     "compute_stdp_update",
 ]
 
