@@ -1,0 +1,120 @@
+"""Every Python code block of the documentation and of the README runs.
+
+The ```python blocks of each page are joined in order and executed in one fresh namespace,
+in a temporary working directory, exactly as a reader would paste them, except for the
+size parameters listed in ``SMALL`` (tiny data slices so that each page runs in seconds).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+# Any other way of writing a Python block would escape this test.
+OTHER_PYTHON_FENCE = re.compile(r"^(```|:::)\s*(py|python3|\{code-block\}\s+py\w*|\{code\}\s+py\w*|\{code-cell\}.*)\s*$",
+                                re.MULTILINE)
+
+# page -> {variable assigned at the start of a line: value used in the test}.
+SMALL: dict[str, dict[str, str]] = {
+    "docs/tutorials/spikingjelly.md": {"N_IMAGES": "20"},
+    "docs/tutorials/snntorch.md": {"N_IMAGES": "20"},
+    "docs/tutorials/kheradpisheh2018.md": {"N_TRAIN": "64", "N_TEST": "32"},
+}
+
+
+
+def _check_readme(ns: dict) -> None:
+    assert ns["learner"].update_count == 1
+    assert 0.0 <= float(ns["weights"].min()) and float(ns["weights"].max()) <= 1.0
+
+
+def _check_quickstart(ns: dict) -> None:
+    assert ns["learner"].update_count == 5
+    assert int(ns["winners"].sum(dim=(1, 2, 3)).max()) <= 5       # k_winners = 5 per image
+
+
+def _check_spikingjelly(ns: dict) -> None:
+    net = ns["net"]
+    assert not net[0]._forward_hooks and not net[2]._forward_hooks  # close() removed the hooks
+    assert ns["group"]["0"].update_count == 2                        # 20 images, batches of 10
+    weight = net[0].weight.detach()
+    assert 0.0 <= float(weight.min()) and float(weight.max()) <= 1.0
+    assert tuple(ns["features"].shape) == (16, 512)
+
+
+def _check_snntorch(ns: dict) -> None:
+    assert ns["learner"].closed and ns["conv_learner"].closed
+    assert int(ns["conv_learner"].winner_mask.sum(dim=(1, 2, 3)).max()) <= 5
+    assert ns["threshold"].mean_threshold != 20.0                    # homeostasis moved it
+
+
+def _check_custom_rule(ns: dict) -> None:
+    assert type(ns["group"]["0"]).__name__ == "ZeroSumSTDP"
+    assert float((ns["after"] - ns["before"]).abs().max()) < 1e-3   # kernel sums kept
+
+
+def _check_kheradpisheh(ns: dict) -> None:
+    assert set(ns["history"]) == {1, 2} and all(ns["history"].values())
+    assert tuple(ns["test_features"].shape) == (32, 150, 9, 9)
+    assert 0.0 <= ns["readout"].accuracy(ns["test_features"], ns["test_labels"]) <= 1.0
+
+
+# page -> what its code must have demonstrated (checked on the namespace it leaves).
+CHECKS = {
+    "README.md": _check_readme,
+    "docs/quickstart.md": _check_quickstart,
+    "docs/tutorials/spikingjelly.md": _check_spikingjelly,
+    "docs/tutorials/snntorch.md": _check_snntorch,
+    "docs/tutorials/custom_rule.md": _check_custom_rule,
+    "docs/tutorials/kheradpisheh2018.md": _check_kheradpisheh,
+}
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md"] + sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+def code_of(page: Path) -> str:
+    """The page's ```python blocks, joined, with the ``SMALL`` overrides applied."""
+    source = "\n".join(FENCE.findall(page.read_text()))
+    for name, value in SMALL.get(page_id(page), {}).items():
+        source, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", source, flags=re.MULTILINE)
+        assert count == 1, f"{page_id(page)}: expected one line '{name} = ...' to shrink, found {count}"
+    return source
+
+
+def test_pages_hold_python_code():
+    with_code = {page_id(p) for p in pages() if FENCE.search(p.read_text())}
+    assert {"README.md", "docs/quickstart.md"} <= with_code
+    assert set(SMALL) <= with_code, "SMALL names a page without Python code"
+    assert set(CHECKS) == with_code, "every page with code needs a check of what it shows"
+
+
+@pytest.mark.parametrize("page", pages(), ids=page_id)
+def test_python_blocks_are_plain_python_fences(page):
+    assert not OTHER_PYTHON_FENCE.search(page.read_text()), (
+        f"{page_id(page)}: write Python blocks as ```python so that this test runs them"
+    )
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in pages() if FENCE.search(p.read_text())], ids=page_id
+)
+def test_page_code_runs(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    torch.manual_seed(0)
+    namespace = {"__name__": "__main__", "__file__": str(tmp_path / "tutorial.py")}
+    exec(compile(code_of(page), page_id(page), "exec"), namespace)
+    CHECKS[page_id(page)](namespace)
