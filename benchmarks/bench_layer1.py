@@ -6,8 +6,8 @@ from _common import BaselineNet, KheradpishehNet, parser, rate, report, setup, t
 def train_ours(net, inputs, batch_size):
     seen = 0
     for x in inputs.split(batch_size):
-        times, pots = net.layer_forward(1, x)
-        winners = net.select_winners(1, times, pots)
+        times, pots, survivor = net.layer_forward(1, x)
+        winners = net.select_winners(1, times, pots, survivor)
         net.learn(1, x, times, winners, *net.learning_rates(1, seen))
         seen += x.shape[0]
     return seen

@@ -17,8 +17,8 @@ def run(args):
         net.conv1.weight.data.copy_(trained.conv1.weight)
         layer2_in = torch.cat([net.layer_input(2, chunk) for chunk in inputs.split(512)])
         for x in layer2_in.split(args.batch_size):
-            times, pots = net.layer_forward(2, x)
-            winners = net.select_winners(2, times, pots)
+            times, pots, survivor = net.layer_forward(2, x)
+            winners = net.select_winners(2, times, pots, survivor)
             net.learn(2, x, times, winners, *net.learning_rates(2, 0))
         return inputs.shape[0]
 

@@ -436,8 +436,8 @@ class LayerwiseTrainer:
 
     def _step(self, layer: int, layer_input: Tensor) -> float:
         model = self.model
-        times, potentials = model.layer_forward(layer, layer_input)
-        winners = model.select_winners(layer, times, potentials)
+        times, potentials, survivor = model.layer_forward(layer, layer_input)
+        winners = model.select_winners(layer, times, potentials, survivor)
         lr_plus, lr_minus = model.learning_rates(layer, self.state.images_seen[layer - 1])
         model.learn(layer, layer_input, times, winners, lr_plus, lr_minus)
         return model.convergence(layer)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from stdp_plugins.datasets import embedded_mnist
-from stdp_plugins.learning import WTAMode
+from stdp_plugins.learning import WTAMode, select_winners
 from stdp_plugins.models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from stdp_plugins.models.spiking import (
     dense_first_spike_conv,
@@ -138,11 +138,11 @@ def test_learning_winners_equal_sequential_walk_on_digits(digits, layer):
     """Pointwise inhibition then k winners, on real digits, equals the plain walk."""
     net = _trained_like(KheradpishehNet(seed=0))
     x = net.layer_input(layer, net.encode(digits[:4]))
-    times, pots = net.layer_forward(layer, x)
+    times, pots, survivor = net.layer_forward(layer, x)
     spec = net.spec(layer)
     survivors = sequential_winners(times, pots, WTAMode.LOCAL, 0, None)
     expected = sequential_winners(torch.where(survivors, times, INF), pots, WTAMode.BOTH, spec.radius, spec.k_winners)
-    winners = net.select_winners(layer, times, pots)
+    winners = net.select_winners(layer, times, pots, survivor)
     assert torch.equal(winners, expected)
     assert bool((winners.sum(dim=(1, 2, 3)) == spec.k_winners).all())
 
@@ -157,10 +157,14 @@ def test_training_steps_fast_path_equal_dense_path(digits):
         for step, batch in enumerate(inputs.split(6)):
             x_fast, x_dense = fast.layer_input(layer, batch), dense.layer_input(layer, batch)
             assert torch.equal(x_fast, x_dense)
-            tf, pf = fast.layer_forward(layer, x_fast)
-            td, pd = dense.layer_forward(layer, x_dense)
-            assert torch.equal(tf, td) and torch.equal(pf, pd)
-            wf, wd = fast.select_winners(layer, tf, pf), dense.select_winners(layer, td, pd)
+            tf, pf, sf = fast.layer_forward(layer, x_fast)
+            td, pd, sd = dense.layer_forward(layer, x_dense)
+            assert torch.equal(tf, td) and torch.equal(pf, pd) and torch.equal(sf, sd)
+            # the dense side picks winners the plain way: select_winners twice
+            survivors = select_winners(td, pd, WTAMode.LOCAL, 0)
+            spec = dense.spec(layer)
+            wd = select_winners(torch.where(survivors, td, INF), pd, WTAMode.BOTH, spec.radius, spec.k_winners)
+            wf = fast.select_winners(layer, tf, pf, sf)
             assert torch.equal(wf, wd)
             lr = fast.learning_rates(layer, 600 * step)
             fast.learn(layer, x_fast, tf, wf, *lr)

@@ -36,8 +36,8 @@ def test_batch_one_is_the_sequential_per_winner_algorithm(data):
     order = trainer._order(1, 0, images.shape[0])
     for seen, i in enumerate(order.tolist()):
         x = reference.encode(images[i:i + 1])
-        times, pots = reference.layer_forward(1, x)
-        winners = reference.select_winners(1, times, pots)
+        times, pots, survivor = reference.layer_forward(1, x)
+        winners = reference.select_winners(1, times, pots, survivor)
         lr_plus, lr_minus = reference.learning_rates(1, seen)
         learner.config.lr_plus, learner.config.lr_minus = lr_plus, lr_minus
         for _, c, y, xx in winners.nonzero().tolist():
@@ -54,8 +54,8 @@ def test_batched_step_averages_every_images_winners(data):
     net, _ = _train(images, batch_size=8, epochs=(1, 0), stop_at_convergence=False)
     ref = KheradpishehNet(seed=0)
     x = ref.encode(images)
-    times, pots = ref.layer_forward(1, x)
-    winners = ref.select_winners(1, times, pots)
+    times, pots, survivor = ref.layer_forward(1, x)
+    winners = ref.select_winners(1, times, pots, survivor)
     w0 = ref.conv1.weight.clone()
     learner = STDPLearner(ref.config.stdp)
     deltas = torch.zeros_like(w0)

@@ -14,7 +14,7 @@ from stdp_plugins import (
     apply_lateral_inhibition,
     find_wta_winner,
 )
-from stdp_plugins.learning import select_winners
+from stdp_plugins.learning import select_winners, select_winners_among
 from stdp_plugins.learning.wta import _pointwise_winners, _round_winners, _walk_winners
 from wta_reference import sequential_winners
 
@@ -121,6 +121,44 @@ def test_every_strategy_equals_sequential_walk(seed, shape, mode, radius, k):
     pointwise = sequential_winners(times, potentials, WTAMode.LOCAL, 0, None)
     assert torch.equal(_pointwise_winners(times, potentials), pointwise)
     assert torch.equal(_round_winners(times, potentials, WTAMode.LOCAL, 0, None), pointwise)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5)),
+    mode=modes,
+    radius=st.integers(0, 2),
+    k=st.integers(1, 6),
+)
+def test_winners_among_candidates_equal_walk_on_masked_times(seed, shape, mode, radius, k):
+    """Candidates in shuffled order, some silent: same winners as the walk on the times
+    with every non-candidate silenced."""
+    generator = torch.Generator().manual_seed(seed)
+    times = torch.randint(0, 3, shape, generator=generator).float()
+    times[torch.rand(shape, generator=generator) < 0.3] = INF
+    potentials = torch.randint(0, 3, shape, generator=generator).double()
+    chosen = torch.rand(shape, generator=generator) < 0.5
+    candidates = chosen.nonzero(as_tuple=True)
+    shuffle = torch.randperm(candidates[0].numel(), generator=generator)
+    candidates = tuple(index[shuffle] for index in candidates)
+    expected = sequential_winners(torch.where(chosen, times, INF), potentials, mode, radius, k)
+    assert torch.equal(select_winners_among(times, potentials, candidates, mode, radius, k), expected)
+
+
+@pytest.mark.parametrize(
+    "candidates, match",
+    [
+        ((torch.zeros(2, dtype=torch.long),) * 3, "candidates"),
+        ((torch.zeros(2, dtype=torch.long),) * 3 + (torch.zeros(3, dtype=torch.long),), "candidates\\[x\\]"),
+        ((torch.zeros(1, dtype=torch.long), torch.tensor([5]), torch.zeros(1, dtype=torch.long),
+          torch.zeros(1, dtype=torch.long)), "candidates\\[channel\\] must lie in \\[0, 2\\)"),
+        ((torch.zeros(1),) * 4, "int64"),
+    ],
+)
+def test_winners_among_rejects_bad_candidates(candidates, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        select_winners_among(torch.zeros(1, 2, 3, 3), None, candidates, WTAMode.BOTH, 1, 2)
 
 
 def test_find_wta_winner():

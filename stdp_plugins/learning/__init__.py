@@ -15,7 +15,15 @@ from .stdp import (
 )
 from .threshold import AdaptiveThreshold
 from .timing import conv_output_size, extract_receptive_field_times, gather_receptive_field_times, get_first_spike_times
-from .wta import WTAConfig, WTAInhibition, WTAMode, apply_lateral_inhibition, find_wta_winner, select_winners
+from .wta import (
+    WTAConfig,
+    WTAInhibition,
+    WTAMode,
+    apply_lateral_inhibition,
+    find_wta_winner,
+    select_winners,
+    select_winners_among,
+)
 
 __all__ = [
     "AdaptiveThreshold",
@@ -39,5 +47,6 @@ __all__ = [
     "has_converged",
     "potentiation_fraction",
     "select_winners",
+    "select_winners_among",
     "stdp_weight_factor",
 ]

@@ -261,9 +261,12 @@ def potentiation_fraction(
     wins : Tensor
         ``[C_out]`` long, the number of winners per channel.
     """
-    fired = torch.isfinite(post_spike_times)
-    winners = fired if winner_mask is None else fired & winner_mask.bool()
-    sample, channel, y, x = winners.nonzero(as_tuple=True)
+    if winner_mask is None:
+        sample, channel, y, x = torch.isfinite(post_spike_times).nonzero(as_tuple=True)
+    else:  # a sparse mask: find its entries first, then drop those that never fired
+        sample, channel, y, x = winner_mask.nonzero(as_tuple=True)
+        fired = torch.isfinite(post_spike_times[sample, channel, y, x])
+        sample, channel, y, x = sample[fired], channel[fired], y[fired], x[fired]
     field = gather_receptive_field_times(pre_spike_times, sample, y, x, kernel_size, stride, padding)
     t_post = post_spike_times[sample, channel, y, x]
     potentiates = (field <= t_post[:, None, None, None]).to(pre_spike_times.dtype)

@@ -47,6 +47,7 @@ __all__ = [
     "WTAConfig",
     "WTAInhibition",
     "select_winners",
+    "select_winners_among",
     "find_wta_winner",
     "apply_lateral_inhibition",
 ]
@@ -226,32 +227,48 @@ def _pointwise_winners(spike_times: Tensor, potentials: Tensor) -> Tensor:
 
 
 def _walk_winners(spike_times: Tensor, potentials: Tensor, mode: WTAMode, radius: int, k: int) -> Tensor:
-    """The walk itself, on the spiking candidates only: ``k`` vectorised steps over the
-    batch, each accepting every sample's first live candidate and removing what it blocks."""
+    """The walk over every spiking neuron (``nonzero`` lists them in flat order)."""
+    candidates = torch.isfinite(spike_times).nonzero(as_tuple=True)
+    return _walk(spike_times, potentials, candidates, mode, radius, k, in_flat_order=True)
+
+
+def _walk(
+    spike_times: Tensor,
+    potentials: Tensor,
+    candidates: Tuple[Tensor, Tensor, Tensor, Tensor],
+    mode: WTAMode,
+    radius: int,
+    k: int,
+    in_flat_order: bool,
+) -> Tensor:
+    """The walk itself, on the candidates only: ``k`` vectorised steps over the batch, each
+    accepting every sample's first live candidate and removing what it blocks."""
     n, channels, height, width = spike_times.shape
     per_sample = channels * height * width
-    sample, c, yy, xx = torch.isfinite(spike_times).nonzero(as_tuple=True)
+    sample, c, yy, xx = candidates
     mask = torch.zeros(n * per_sample, dtype=torch.bool, device=spike_times.device)
     if sample.numel() == 0:
         return mask.view(spike_times.shape)
-    # nonzero() lists candidates in flat order; stable sorts by potential (descending),
-    # time and sample give the walk order of every sample, samples one after the other.
-    order = torch.argsort(potentials[sample, c, yy, xx], descending=True, stable=True)
+    flat = (c * height + yy) * width + xx
+    # Stable sorts by flat index, potential (descending), time and sample give the walk
+    # order of every sample, samples one after the other.
+    order = torch.arange(flat.numel(), device=flat.device) if in_flat_order else torch.argsort(flat, stable=True)
+    order = order[torch.argsort(potentials[sample, c, yy, xx][order], descending=True, stable=True)]
     order = order[torch.argsort(spike_times[sample, c, yy, xx][order], stable=True)]
     order = order[torch.argsort(sample[order], stable=True)]
-    sample, c, yy, xx = sample[order], c[order], yy[order], xx[order]
+    sample, flat = sample[order], flat[order]
     counts = torch.bincount(sample, minlength=n)
     slot = torch.arange(sample.numel(), device=sample.device) - (torch.cumsum(counts, 0) - counts)[sample]
     columns = int(counts.max())
-    flat = torch.full((n, columns), -1, dtype=torch.long, device=sample.device)
-    flat[sample, slot] = (c * height + yy) * width + xx
-    remaining = flat >= 0
-    channel, y, x = flat // (height * width), flat // width % height, flat % width
+    index = torch.full((n, columns), -1, dtype=torch.long, device=sample.device)
+    index[sample, slot] = flat
+    remaining = index >= 0
+    channel, y, x = index // (height * width), index // width % height, index % width
     rows = torch.arange(n, device=sample.device)
     for _ in range(k):
         live = remaining.any(dim=1)
         pick = remaining.to(torch.uint8).argmax(dim=1)
-        mask[(rows * per_sample + flat[rows, pick])[live]] = True
+        mask[(rows * per_sample + index[rows, pick])[live]] = True
         blocked = torch.zeros_like(remaining)
         if mode in (WTAMode.GLOBAL, WTAMode.BOTH):
             blocked |= channel == channel[rows, pick, None]
@@ -259,6 +276,66 @@ def _walk_winners(spike_times: Tensor, potentials: Tensor, mode: WTAMode, radius
             blocked |= ((y - y[rows, pick, None]).abs() <= radius) & ((x - x[rows, pick, None]).abs() <= radius)
         remaining &= ~(blocked & live[:, None])
     return mask.view(spike_times.shape)
+
+
+def select_winners_among(
+    spike_times: Tensor,
+    potentials: Optional[Tensor],
+    candidates: Tuple[Tensor, Tensor, Tensor, Tensor],
+    mode: Union[WTAMode, str],
+    radius: int,
+    k_winners: int,
+) -> Tensor:
+    """:func:`select_winners` restricted to a sparse list of candidates.
+
+    Equal to ``select_winners(where(mask, spike_times, inf), potentials, mode, radius,
+    k_winners)`` where ``mask`` marks the candidates, without touching the other neurons:
+    the cost grows with the number of candidates, not with the size of the layer. Used
+    after pointwise inhibition, which leaves at most one candidate per position.
+
+    Parameters
+    ----------
+    spike_times, potentials : Tensor
+        ``[N, C, H, W]`` first-spike times and tie-breaking potentials (``None``: no ties
+        by potential).
+    candidates : tuple of Tensor
+        ``(sample, channel, y, x)``: 1-D int64 index tensors of equal length, in any order,
+        without repeats (as ``mask.nonzero(as_tuple=True)`` returns them). Candidates that
+        never fired are ignored.
+    mode : WTAMode
+        Blocking rule.
+    radius : int
+        Chebyshev radius of ``LOCAL`` / ``BOTH`` blocking.
+    k_winners : int
+        Cap on winners per sample.
+
+    Returns
+    -------
+    Tensor
+        Bool winner mask ``[N, C, H, W]``.
+    """
+    check_tensor("spike_times", spike_times, 4, "[N, C, H, W]")
+    if potentials is None:
+        potentials = torch.zeros_like(spike_times)
+    elif potentials.shape != spike_times.shape:
+        raise ValueError(
+            f"potentials must have the shape of spike_times {tuple(spike_times.shape)}, got {tuple(potentials.shape)}"
+        )
+    mode = check_enum("mode", mode, WTAMode)
+    radius = check_int("radius", radius, minimum=0)
+    k_winners = check_int("k_winners", k_winners, minimum=1)
+    if not isinstance(candidates, (tuple, list)) or len(candidates) != 4:
+        raise TypeError(f"candidates must be a tuple (sample, channel, y, x) of index tensors, got {candidates!r}")
+    length = candidates[0].shape if isinstance(candidates[0], Tensor) else None
+    for name, index, size in zip(("sample", "channel", "y", "x"), candidates, spike_times.shape):
+        if not isinstance(index, Tensor) or index.dtype != torch.int64 or index.dim() != 1 or index.shape != length:
+            raise TypeError(f"candidates[{name}] must be a 1-D int64 tensor like the others, got {index!r:.80}")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= size):
+            raise ValueError(f"candidates[{name}] must lie in [0, {size}), got values outside")
+    sample, c, yy, xx = candidates
+    fired = torch.isfinite(spike_times[sample, c, yy, xx])
+    live = (sample[fired], c[fired], yy[fired], xx[fired])
+    return _walk(spike_times, potentials, live, mode, radius, k_winners, in_flat_order=False)
 
 
 def _round_winners(

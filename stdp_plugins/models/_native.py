@@ -42,33 +42,40 @@ _SOURCE = r"""
    out_times [n][c_out][ho][wo] float32 first-spike step, +inf = never
    out_pot   [n][c_out][ho][wo] float64, potential at the first spike (0 if never);
              may be NULL when the potentials are not needed
-   Potentials are accumulated channel-last ([ho][wo][c_out]) and transposed at the end.
-   returns 0, or -1 when out of memory */
+   out_best  [n][ho][wo] int32, pointwise inhibition: at each position the channel that
+             fired first, ties to the highest potential, then the lowest channel (-1 when
+             none fired); may be NULL
+   Potentials are accumulated channel-last ([ho][wo][c_out]); outputs are written when a
+   neuron fires. Returns 0, or -1 when out of memory. */
 int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                      int c_out, int k, int pad, const double *weight_t,
                      double threshold, int time_steps, int ho, int wo,
-                     float *out_times, double *out_pot)
+                     float *out_times, double *out_pot, int32_t *out_best)
 {
     const long n_in = (long)c_in * h * w;
     const long n_pos = (long)ho * wo;
-    double *pot = (double *)malloc(sizeof(double) * n_pos * c_out);
+    const long n_out = n_pos * c_out;
+    double *pot = (double *)malloc(sizeof(double) * (n_out > 0 ? n_out : 1));
+    uint8_t *fired = (uint8_t *)malloc(n_out > 0 ? n_out : 1);
     int *events = (int *)malloc(sizeof(int) * (n_in > 0 ? n_in : 1));
     int *start = (int *)malloc(sizeof(int) * (time_steps + 1));
     int *mark = (int *)malloc(sizeof(int) * (n_pos > 0 ? n_pos : 1));
     int *touched = (int *)malloc(sizeof(int) * (n_pos > 0 ? n_pos : 1));
-    double *first = (double *)malloc(sizeof(double) * n_pos * c_out);
-    double *pfirst = (double *)malloc(sizeof(double) * n_pos * c_out);
-    if (!pot || !events || !start || !mark || !touched || !first || !pfirst) {
-        free(pot); free(events); free(start); free(mark); free(touched); free(first); free(pfirst);
+    double *best_pot = (double *)malloc(sizeof(double) * (n_pos > 0 ? n_pos : 1));
+    if (!pot || !fired || !events || !start || !mark || !touched || !best_pot) {
+        free(pot); free(fired); free(events); free(start); free(mark); free(touched); free(best_pot);
         return -1;
     }
     for (int img = 0; img < n; ++img) {
         const uint8_t *tin = in_times + (long)img * n_in;
-        float *tout = out_times + (long)img * n_pos * c_out;
-        double *pout = out_pot ? out_pot + (long)img * n_pos * c_out : 0;
-        memset(pot, 0, sizeof(double) * n_pos * c_out);
-        if (out_pot) memset(pfirst, 0, sizeof(double) * n_pos * c_out);
-        for (long i = 0; i < n_pos * c_out; ++i) first[i] = 255.0;
+        float *tout = out_times + (long)img * n_out;
+        double *pout = out_pot ? out_pot + (long)img * n_out : 0;
+        int32_t *bout = out_best ? out_best + (long)img * n_pos : 0;
+        memset(pot, 0, sizeof(double) * n_out);
+        memset(fired, 0, n_out);
+        for (long i = 0; i < n_out; ++i) tout[i] = INFINITY;
+        if (pout) memset(pout, 0, sizeof(double) * n_out);
+        if (bout) for (long p = 0; p < n_pos; ++p) bout[p] = -1;
         for (long p = 0; p < n_pos; ++p) mark[p] = -1;
         /* counting sort of the input spikes by time (stable: flat index order) */
         for (int t = 0; t <= time_steps; ++t) start[t] = 0;
@@ -92,45 +99,37 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                         const int ox = x + pad - dx;
                         if (ox < 0 || ox >= wo) continue;
                         const long p = (long)oy * wo + ox;
-                        const double *wrow = weight_t + (((long)c * k + dy) * k + dx) * c_out;
-                        double *pp = pot + p * c_out;
+                        const double *restrict wrow = weight_t + (((long)c * k + dy) * k + dx) * c_out;
+                        double *restrict pp = pot + p * c_out;
                         for (int o = 0; o < c_out; ++o) pp[o] += wrow[o];
                         if (mark[p] != t) { mark[p] = t; touched[n_touched++] = (int)p; }
                     }
                 }
             }
+            /* neurons of the touched positions that cross the threshold now fire; scanning
+               channels upwards, a strictly higher potential takes the position's survivor */
             for (int j = 0; j < n_touched; ++j) {
-                const long base = (long)touched[j] * c_out;
-                double *restrict ft = first + base;
-                const double *restrict pp = pot + base;
-                const double now = (double)t;
+                const long p = touched[j];
+                const double *restrict pp = pot + p * c_out;
+                uint8_t *restrict fp = fired + p * c_out;
                 for (int o = 0; o < c_out; ++o) {
-                    const int fire = (ft[o] == 255.0) & (pp[o] >= threshold);
-                    ft[o] = fire ? now : ft[o];
-                }
-                if (out_pot) {
-                    double *restrict po = pfirst + base;
-                    for (int o = 0; o < c_out; ++o) po[o] = (ft[o] == now) ? pp[o] : po[o];
+                    if (fp[o] || pp[o] < threshold) continue;
+                    fp[o] = 1;
+                    tout[(long)o * n_pos + p] = (float)t;
+                    if (pout) pout[(long)o * n_pos + p] = pp[o];
+                    if (bout) {
+                        const int b = bout[p];
+                        if (b < 0) { bout[p] = o; best_pot[p] = pp[o]; }
+                        else if (tout[(long)b * n_pos + p] == (float)t && pp[o] > best_pot[p]) {
+                            bout[p] = o; best_pot[p] = pp[o];
+                        }
+                    }
                 }
             }
             begin = end;
         }
-        /* channel-last scratch -> [c_out][ho][wo] outputs */
-        for (int o = 0; o < c_out; ++o) {
-            float *to = tout + (long)o * n_pos;
-            for (long p = 0; p < n_pos; ++p) {
-                const double f = first[p * c_out + o];
-                to[p] = f == 255.0 ? (float)INFINITY : (float)f;
-            }
-        }
-        if (out_pot) {
-            for (int o = 0; o < c_out; ++o) {
-                double *po = pout + (long)o * n_pos;
-                for (long p = 0; p < n_pos; ++p) po[p] = pfirst[p * c_out + o];
-            }
-        }
     }
-    free(pot); free(events); free(start); free(mark); free(touched); free(first); free(pfirst);
+    free(pot); free(fired); free(events); free(start); free(mark); free(touched); free(best_pot);
     return 0;
 }
 """
@@ -205,7 +204,7 @@ def native_library() -> Optional[ctypes.CDLL]:
             ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
             ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
             ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-            ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
         ]
         _library = library
         return _library

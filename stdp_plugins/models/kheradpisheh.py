@@ -28,9 +28,9 @@ from torch import Tensor, nn
 
 from ..encoding import DoGLatencyEncoder
 from ..kernels import fused_winner_update
-from ..learning import STDPConfig, STDPLearner, WTAMode, select_winners
+from ..learning import STDPConfig, STDPLearner, WTAMode, select_winners, select_winners_among
 from ..learning._checks import check_float, check_int, check_tensor
-from .spiking import first_spike_conv, fires_at_all, min_pool_times, pad_times
+from .spiking import first_spike_conv_pointwise, fires_at_all, min_pool_times, pad_times
 
 __all__ = ["LayerSpec", "KheradpishehConfig", "KheradpishehNet"]
 
@@ -221,8 +221,8 @@ class KheradpishehNet(nn.Module):
         cfg = self.config
         return min_pool_times(times, cfg.pool_kernel, cfg.pool_stride, cfg.pool_padding)
 
-    def layer_forward(self, layer: int, layer_input: Tensor) -> Tuple[Tensor, Tensor]:
-        """First-spike times and potentials (at the first spike) of a layer.
+    def layer_forward(self, layer: int, layer_input: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """First-spike times, potentials and pointwise-inhibition survivors of a layer.
 
         Parameters
         ----------
@@ -233,12 +233,14 @@ class KheradpishehNet(nn.Module):
 
         Returns
         -------
-        (Tensor, Tensor)
-            Float32 times ``[N, C_out, H_out, W_out]`` (``inf`` = silent) and float64
-            potentials.
+        (Tensor, Tensor, Tensor)
+            Float32 times ``[N, C_out, H_out, W_out]`` (``inf`` = silent), float64
+            potentials at the first spike, and the int64 ``[N, H_out, W_out]`` channel that
+            survives pointwise inhibition at each position (``-1``: none fired), see
+            :func:`.spiking.first_spike_conv_pointwise`.
         """
         spec = self.spec(layer)
-        return first_spike_conv(
+        return first_spike_conv_pointwise(
             layer_input, self.weight(layer), spec.threshold, spec.padding, self.config.time_steps, self.method
         )
 
@@ -253,17 +255,18 @@ class KheradpishehNet(nn.Module):
         """
         if self.spec(layer) is self.config.layer1:
             return input_times
-        times, _ = self.layer_forward(1, input_times)
+        times, _, _ = self.layer_forward(1, input_times)
         pooled = pad_times(self._pool(times), self.config.inter_padding)
         return torch.where(select_winners(pooled, None, WTAMode.LOCAL, 0), pooled, math.inf)
 
-    def select_winners(self, layer: int, times: Tensor, potentials: Tensor) -> Tensor:
+    def select_winners(self, layer: int, times: Tensor, potentials: Tensor, survivor: Tensor) -> Tensor:
         """Learning winners: pointwise inhibition, then ``k`` winners with radius ``r``.
 
         The rule is :func:`~stdp_plugins.learning.select_winners` applied twice: first
         ``LOCAL`` with radius 0 (at each position only the earliest neuron, ties to the
-        highest potential, then the lowest channel, survives), then ``BOTH`` with the
-        layer's radius and ``k``.
+        highest potential, then the lowest channel, survives: ``survivor`` from
+        :meth:`layer_forward`), then ``BOTH`` with the layer's radius and ``k``, which
+        :func:`~stdp_plugins.learning.select_winners_among` runs on the survivors only.
 
         Returns
         -------
@@ -271,9 +274,9 @@ class KheradpishehNet(nn.Module):
             Bool winner mask shaped like ``times``.
         """
         spec = self.spec(layer)
-        survivors = select_winners(times, potentials, WTAMode.LOCAL, 0)
-        inhibited = torch.where(survivors, times, math.inf)
-        return select_winners(inhibited, potentials, WTAMode.BOTH, spec.radius, spec.k_winners)
+        sample, y, x = (survivor >= 0).nonzero(as_tuple=True)
+        candidates = (sample, survivor[sample, y, x], y, x)
+        return select_winners_among(times, potentials, candidates, WTAMode.BOTH, spec.radius, spec.k_winners)
 
     def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
         """``(a+, a-)`` of ``layer`` after ``images_seen`` training images of that layer.

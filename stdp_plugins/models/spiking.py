@@ -27,12 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..learning import WTAMode, select_winners
 from ..learning._checks import check_float, check_int, check_spike_times, check_tensor
 from ..learning.timing import conv_output_size
 from ._native import NEVER, native_library
 
 __all__ = [
     "first_spike_conv",
+    "first_spike_conv_pointwise",
     "dense_first_spike_conv",
     "event_first_spike_conv",
     "fires_at_all",
@@ -148,12 +150,14 @@ def event_first_spike_conv(
     padding: int = 0,
     time_steps: int = 15,
     potentials: bool = True,
-) -> Tuple[Tensor, Optional[Tensor]]:
+    pointwise: bool = False,
+) -> Tuple[Tensor, ...]:
     """Event-driven version of :func:`dense_first_spike_conv` (CPU, the C kernel).
 
     Same arguments and results (``potentials=False`` skips them and returns ``None``);
-    raises ``RuntimeError`` when the kernel is unavailable and ``ValueError`` for tensors
-    not on the CPU.
+    with ``pointwise=True`` a third result, the pointwise-inhibition survivor of every
+    position (see :func:`first_spike_conv_pointwise`). Raises ``RuntimeError`` when the
+    kernel is unavailable and ``ValueError`` for tensors not on the CPU.
     """
     threshold, padding, time_steps, (out_h, out_w) = _check_layer(in_times, weight, threshold, padding, time_steps)
     if in_times.device.type != "cpu":
@@ -167,6 +171,7 @@ def event_first_spike_conv(
     weight_t = weight.detach().to(torch.float64).permute(1, 2, 3, 0).contiguous()
     out_times = torch.empty(n, c_out, out_h, out_w, dtype=torch.float32)
     out_pot = torch.empty(n, c_out, out_h, out_w, dtype=torch.float64) if potentials else None
+    out_best = torch.empty(n, out_h, out_w, dtype=torch.int32) if pointwise else None
 
     def run(lo: int, hi: int) -> int:
         if hi <= lo:
@@ -175,6 +180,7 @@ def event_first_spike_conv(
             hi - lo, c_in, height, width, codes[lo].data_ptr(), c_out, k, padding,
             weight_t.data_ptr(), threshold, time_steps, out_h, out_w,
             out_times[lo].data_ptr(), out_pot[lo].data_ptr() if out_pot is not None else None,
+            out_best[lo].data_ptr() if out_best is not None else None,
         )
 
     workers = max(1, min(torch.get_num_threads(), n))
@@ -186,6 +192,8 @@ def event_first_spike_conv(
             status = list(pool.map(run, bounds[:-1], bounds[1:]))
     if any(s != 0 for s in status):
         raise MemoryError("the event-driven kernel could not allocate its buffers")
+    if pointwise:
+        return out_times, out_pot, out_best.to(torch.int64)
     return out_times, out_pot
 
 
@@ -221,6 +229,41 @@ def first_spike_conv(
     if method == "event":
         return event_first_spike_conv(in_times, weight, threshold, padding, time_steps)
     return dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
+
+
+def first_spike_conv_pointwise(
+    in_times: Tensor,
+    weight: Tensor,
+    threshold: float,
+    padding: int = 0,
+    time_steps: int = 15,
+    method: str = "auto",
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`first_spike_conv` plus the survivor of pointwise inhibition at each position.
+
+    The survivor is the channel of
+    ``select_winners(times, potentials, WTAMode.LOCAL, 0)`` at that position: the earliest
+    spike, ties to the highest potential, then the lowest channel. The event-driven
+    kernel finds it while it writes the times, so callers get the learning candidates
+    without another pass over the layer.
+
+    Returns
+    -------
+    times, potentials : Tensor
+        As :func:`first_spike_conv`.
+    survivor : Tensor
+        int64 ``[N, H_out, W_out]``, the surviving channel, ``-1`` where nothing fired.
+    """
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
+    if method == "auto":
+        method = "event" if in_times.device.type == "cpu" and native_available() else "dense"
+    if method == "event":
+        return event_first_spike_conv(in_times, weight, threshold, padding, time_steps, pointwise=True)
+    times, potentials = dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
+    survivors = select_winners(times, potentials, WTAMode.LOCAL, 0)
+    survivor = torch.where(survivors.any(dim=1), survivors.to(torch.uint8).argmax(dim=1), -1)
+    return times, potentials, survivor
 
 
 def fires_at_all(
