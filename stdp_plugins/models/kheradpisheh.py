@@ -24,13 +24,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..encoding import DoGLatencyEncoder
 from ..kernels import fused_winner_update
 from ..learning import STDPConfig, STDPLearner, WTAMode, select_winners, select_winners_among
 from ..learning._checks import check_float, check_int, check_tensor
-from .spiking import first_spike_conv_pointwise, fires_at_all, min_pool_times, pad_times
+from .spiking import first_spike_conv_pointwise, fires_at_all, fires_given_inputs, min_pool_times, pad_times
 
 __all__ = ["LayerSpec", "KheradpishehConfig", "KheradpishehNet"]
 
@@ -315,16 +316,20 @@ class KheradpishehNet(nn.Module):
         """Max over time of the final pooled spikes, bool ``[N, 150, 9, 9]``.
 
         No inhibition acts at inference, and the maximum over time of a cumulative wave is
-        its last step, so only the set of neurons that fire matters:
-        :func:`.spiking.fires_at_all` for each layer.
+        its last step, so only the set of neurons that fire matters: each layer is
+        :func:`.spiking.fires_given_inputs` of the pooled (and padded) binary map before it.
         """
         check_tensor("input_times", input_times, 4, "[N, C, H, W]")
         cfg = self.config
-        steps = cfg.time_steps
-        fired1 = fires_at_all(input_times, self.conv1.weight, cfg.layer1.threshold, cfg.layer1.padding, steps)
-        layer2_in = pad_times(self._pool(torch.where(fired1, 0.0, math.inf)), cfg.inter_padding)
-        fired2 = fires_at_all(layer2_in, self.conv2.weight, cfg.layer2.threshold, cfg.layer2.padding, steps)
-        return torch.isfinite(self._pool(torch.where(fired2, 0.0, math.inf)))
+        fired1 = fires_at_all(input_times, self.conv1.weight, cfg.layer1.threshold, cfg.layer1.padding, cfg.time_steps)
+        layer2_in = F.pad(self._pool_binary(fired1), (cfg.inter_padding,) * 4)
+        fired2 = fires_given_inputs(layer2_in, self.conv2.weight, cfg.layer2.threshold, cfg.layer2.padding)
+        return self._pool_binary(fired2) > 0
+
+    def _pool_binary(self, fired: Tensor) -> Tensor:
+        """Max-pooling of a bool spike map, as 0/1 floats (padding never fires)."""
+        cfg = self.config
+        return F.max_pool2d(fired.to(torch.float32), cfg.pool_kernel, cfg.pool_stride, cfg.pool_padding)
 
     def forward(self, images: Tensor) -> Tensor:
         """Features (float32 0/1 ``[N, 150, 9, 9]``) of grey images ``[N, H, W]``."""

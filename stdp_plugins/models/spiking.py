@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ __all__ = [
     "dense_first_spike_conv",
     "event_first_spike_conv",
     "fires_at_all",
+    "fires_given_inputs",
     "min_pool_times",
     "pad_times",
     "times_to_codes",
@@ -272,16 +273,26 @@ def fires_at_all(
     """Bool ``[N, C_out, H_out, W_out]``: whether each neuron fires within ``time_steps``.
 
     This is the last step of the cumulative output wave (its maximum over time), which
-    only depends on the set of inputs that fired, not on when: a single dense float64
-    convolution of the final binary input (inputs are dense at this point, so a dense
-    convolution beats the event walk). Equals the last step of
-    :func:`dense_first_spike_conv`.
+    only depends on the set of inputs that fired, not on when (:func:`fires_given_inputs`).
+    Equals the last step of :func:`dense_first_spike_conv`.
     """
     threshold, padding, time_steps, _ = _check_layer(in_times, weight, threshold, padding, time_steps)
+    return fires_given_inputs(in_times < time_steps, weight, threshold, padding, chunk)
+
+
+def fires_given_inputs(
+    fired: Tensor, weight: Tensor, threshold: float, padding: int = 0, chunk: int = 256
+) -> Tensor:
+    """Bool ``[N, C_out, H_out, W_out]``: which neurons reach ``threshold`` once every input
+    marked in ``fired`` (bool or 0/1 ``[N, C_in, H, W]``) has spiked.
+
+    One dense float64 convolution of the binary input (exact sums of float32 weights;
+    inputs are dense at this point, so it beats the event walk).
+    """
+    check_tensor("fired", fired, 4, "[N, C_in, H, W]")
     w64 = weight.detach().to(torch.float64)
     return torch.cat([
-        F.conv2d((part < time_steps).to(torch.float64), w64, padding=padding) >= threshold
-        for part in in_times.split(max(1, chunk))
+        F.conv2d(part.to(torch.float64), w64, padding=padding) >= threshold for part in fired.split(max(1, chunk))
     ])
 
 
