@@ -198,6 +198,16 @@ def event_first_spike_conv(
     return out_times, out_pot
 
 
+def _resolve_method(method: str, in_times: Tensor) -> str:
+    """``"event"`` or ``"dense"`` for a ``method`` argument (``"auto"``: event-driven on the
+    CPU when the kernel is available)."""
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
+    if method == "auto":
+        return "event" if in_times.device.type == "cpu" and native_available() else "dense"
+    return method
+
+
 def first_spike_conv(
     in_times: Tensor,
     weight: Tensor,
@@ -223,11 +233,7 @@ def first_spike_conv(
     potentials : Tensor
         Float64 potential at the first spike, 0 for silent neurons.
     """
-    if not isinstance(method, str) or method not in _METHODS:
-        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
-    if method == "auto":
-        method = "event" if in_times.device.type == "cpu" and native_available() else "dense"
-    if method == "event":
+    if _resolve_method(method, in_times) == "event":
         return event_first_spike_conv(in_times, weight, threshold, padding, time_steps)
     return dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
 
@@ -255,11 +261,7 @@ def first_spike_conv_pointwise(
     survivor : Tensor
         int64 ``[N, H_out, W_out]``, the surviving channel, ``-1`` where nothing fired.
     """
-    if not isinstance(method, str) or method not in _METHODS:
-        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
-    if method == "auto":
-        method = "event" if in_times.device.type == "cpu" and native_available() else "dense"
-    if method == "event":
+    if _resolve_method(method, in_times) == "event":
         return event_first_spike_conv(in_times, weight, threshold, padding, time_steps, pointwise=True)
     times, potentials = dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
     survivors = select_winners(times, potentials, WTAMode.LOCAL, 0)
