@@ -161,6 +161,17 @@ def test_winners_among_rejects_bad_candidates(candidates, match):
         select_winners_among(torch.zeros(1, 2, 3, 3), None, candidates, WTAMode.BOTH, 1, 2)
 
 
+def test_winners_among_rejects_bad_times_and_potentials():
+    index = (torch.zeros(1, dtype=torch.long),) * 4
+    times = torch.zeros(1, 2, 3, 3)
+    with pytest.raises(ValueError, match="spike_times must hold times >= 0"):
+        select_winners_among(-torch.ones(1, 2, 3, 3), None, index, WTAMode.BOTH, 1, 2)
+    with pytest.raises(ValueError, match="potentials must have the shape"):
+        select_winners_among(times, torch.zeros(1, 2, 3, 4), index, WTAMode.BOTH, 1, 2)
+    with pytest.raises(ValueError, match="potentials must not contain NaN"):
+        select_winners_among(times, torch.full((1, 2, 3, 3), math.nan), index, WTAMode.BOTH, 1, 2)
+
+
 def test_find_wta_winner():
     spikes = torch.zeros(3, 2, 2, 2)
     spikes[1, 1, 0, 1] = 1

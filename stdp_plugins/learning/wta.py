@@ -315,12 +315,17 @@ def select_winners_among(
         Bool winner mask ``[N, C, H, W]``.
     """
     check_tensor("spike_times", spike_times, 4, "[N, C, H, W]")
+    check_spike_times("spike_times", spike_times)
     if potentials is None:
         potentials = torch.zeros_like(spike_times)
-    elif potentials.shape != spike_times.shape:
-        raise ValueError(
-            f"potentials must have the shape of spike_times {tuple(spike_times.shape)}, got {tuple(potentials.shape)}"
-        )
+    else:
+        check_tensor("potentials", potentials, 4, "[N, C, H, W]")
+        if potentials.shape != spike_times.shape:
+            raise ValueError(
+                f"potentials must have the shape of spike_times {tuple(spike_times.shape)}, "
+                f"got {tuple(potentials.shape)}"
+            )
+        check_same_device(spike_times=spike_times, potentials=potentials)
     mode = check_enum("mode", mode, WTAMode)
     radius = check_int("radius", radius, minimum=0)
     k_winners = check_int("k_winners", k_winners, minimum=1)
@@ -335,6 +340,7 @@ def select_winners_among(
     sample, c, yy, xx = candidates
     fired = torch.isfinite(spike_times[sample, c, yy, xx])
     live = (sample[fired], c[fired], yy[fired], xx[fired])
+    check_not_nan("potentials", potentials[live])  # only the candidates' potentials are read
     return _walk(spike_times, potentials, live, mode, radius, k_winners, in_flat_order=False)
 
 

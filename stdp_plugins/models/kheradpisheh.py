@@ -13,8 +13,10 @@ radius 8, 15 time steps of intensity-to-latency coding. Then
 
 Neurons are non-leaky integrate-and-fire and fire at most once, so every layer is computed
 on first-spike times (:mod:`.spiking`). Learning uses the package's own parts:
-:func:`~stdp_plugins.learning.select_winners` for pointwise inhibition and k-winner
-selection and :func:`~stdp_plugins.kernels.fused_winner_update` for the batch STDP step.
+pointwise inhibition (:func:`~stdp_plugins.learning.select_winners`, which the first-spike
+kernel also evaluates as it runs), k-winner selection among the survivors
+(:func:`~stdp_plugins.learning.select_winners_among`) and
+:func:`~stdp_plugins.kernels.fused_winner_update` for the batch STDP step.
 """
 
 from __future__ import annotations
