@@ -153,6 +153,24 @@ def _blocked_by(winners: Tensor, mode: WTAMode, radius: int) -> Tensor:
     return blocked
 
 
+def _checked_times_and_potentials(spike_times: Tensor, potentials: Optional[Tensor]) -> Tensor:
+    """Validate ``[N, C, H, W]`` spike times and matching potentials (zeros when ``None``);
+    the potentials' values are left to the caller, which knows which of them it reads."""
+    check_tensor("spike_times", spike_times, 4, "[N, C, H, W]")
+    check_spike_times("spike_times", spike_times)
+    if potentials is None:
+        potentials = torch.zeros_like(spike_times)
+    else:
+        check_tensor("potentials", potentials, 4, "[N, C, H, W]")
+        if potentials.shape != spike_times.shape:
+            raise ValueError(
+                f"potentials must have the shape of spike_times {tuple(spike_times.shape)}, "
+                f"got {tuple(potentials.shape)}"
+            )
+        check_same_device(spike_times=spike_times, potentials=potentials)
+    return potentials
+
+
 def select_winners(
     spike_times: Tensor,
     potentials: Optional[Tensor] = None,
@@ -180,19 +198,8 @@ def select_winners(
     Tensor
         Bool ``[N, C, H, W]``.
     """
-    check_tensor("spike_times", spike_times, 4, "[N, C, H, W]")
-    check_spike_times("spike_times", spike_times)
-    if potentials is None:
-        potentials = torch.zeros_like(spike_times)
-    else:
-        check_tensor("potentials", potentials, 4, "[N, C, H, W]")
-        if potentials.shape != spike_times.shape:
-            raise ValueError(
-                f"potentials must have the shape of spike_times {tuple(spike_times.shape)}, "
-                f"got {tuple(potentials.shape)}"
-            )
-        check_same_device(spike_times=spike_times, potentials=potentials)
-        check_not_nan("potentials", potentials)
+    potentials = _checked_times_and_potentials(spike_times, potentials)
+    check_not_nan("potentials", potentials)
     mode = check_enum("mode", mode, WTAMode)
     radius = check_int("radius", radius, minimum=0)
     if k_winners is not None:
@@ -314,18 +321,7 @@ def select_winners_among(
     Tensor
         Bool winner mask ``[N, C, H, W]``.
     """
-    check_tensor("spike_times", spike_times, 4, "[N, C, H, W]")
-    check_spike_times("spike_times", spike_times)
-    if potentials is None:
-        potentials = torch.zeros_like(spike_times)
-    else:
-        check_tensor("potentials", potentials, 4, "[N, C, H, W]")
-        if potentials.shape != spike_times.shape:
-            raise ValueError(
-                f"potentials must have the shape of spike_times {tuple(spike_times.shape)}, "
-                f"got {tuple(potentials.shape)}"
-            )
-        check_same_device(spike_times=spike_times, potentials=potentials)
+    potentials = _checked_times_and_potentials(spike_times, potentials)
     mode = check_enum("mode", mode, WTAMode)
     radius = check_int("radius", radius, minimum=0)
     k_winners = check_int("k_winners", k_winners, minimum=1)
