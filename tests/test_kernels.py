@@ -30,7 +30,7 @@ from stdp_plugins.kernels.cupy_backend import (
     kernel_arguments,
     launch_plan,
 )
-from stdp_plugins.learning import STDPConfig, STDPVariant, conv_output_size
+from stdp_plugins.learning import STDPConfig, STDPVariant, channel_convergence, conv_output_size, sequential_stdp_update_
 
 INF = math.inf
 HAS_GPU = torch.cuda.is_available() and cupy_available()
@@ -155,6 +155,29 @@ def test_auto_on_cpu_equals_torch_backend():
     a, b = random_case(11), random_case(11)
     assert torch.equal(a.run("auto"), b.run("torch"))
     assert torch.equal(a.weights, b.weights)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sequential_reduction_applies_the_core_sample_by_sample(seed):
+    case = random_case(seed)
+    expected = case.weights.clone()
+    sequential_stdp_update_(expected, case.pre, case.post, case.mask, case.lr_plus, case.lr_minus,
+                            case.config.variant, case.config.weight_min, case.config.weight_max,
+                            case.stride, case.padding)
+    convergence = fused_winner_update(case.weights, case.pre, case.post, case.mask, case.config,
+                                      case.lr_plus, case.lr_minus, case.stride, case.padding, "auto",
+                                      reduction="sequential")
+    assert torch.equal(case.weights, expected)
+    assert torch.equal(convergence, channel_convergence(expected, case.config.weight_min, case.config.weight_max))
+
+
+def test_sequential_reduction_runs_on_torch_only():
+    weights = torch.zeros(1, 1, 1, 1)
+    assert select_backend("auto", weights, "sequential") == "torch"
+    with pytest.raises(ValueError, match="reduction='mean' only"):
+        select_backend("cupy", weights, "sequential")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        select_backend("auto", weights, "sum")
 
 
 def test_cupy_backend_on_cpu_tensors_raises():

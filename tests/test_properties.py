@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stdp_plugins import STDPConfig, STDPLearner, STDPVariant, get_first_spike_times
+from stdp_plugins.learning import batch_stdp_update, sequential_stdp_update_
 
 INF = math.inf
 variants = st.sampled_from(list(STDPVariant))
@@ -89,3 +90,27 @@ def test_first_spike_times_unchanged_by_trailing_zeros(seed, steps, extra):
     spikes = (torch.rand(steps, 3, 4, generator=generator) < 0.3).float()
     padded = torch.cat([spikes, torch.zeros(extra, 3, 4)])
     assert torch.equal(get_first_spike_times(spikes), get_first_spike_times(padded))
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=seeds, variant=variants, stride=st.integers(1, 2), padding=st.integers(0, 2),
+       kernel=st.integers(1, 3), batch=st.integers(1, 6), lr=st.floats(0.0, 1.5))
+def test_sequential_update_equals_sample_by_sample_updates(seed, variant, stride, padding, kernel, batch, lr):
+    """reduction='sequential' is, bit for bit, one mean step per sample in sample order,
+    and never leaves the bounds."""
+    generator = torch.Generator().manual_seed(seed)
+    learner = STDPLearner(STDPConfig(variant=variant, weight_min=-0.5, weight_max=1.0, weight_init_mean=0.25))
+    c_out, c_in, size = 3, 2, 5
+    out = (size + 2 * padding - kernel) // stride + 1
+    w = learner.initialize_weights((c_out, c_in, kernel, kernel), generator=generator)
+    pre = _random_times((batch, c_in, size, size), generator)
+    post = _random_times((batch, c_out, out, out), generator, silent=0.5)
+    mask = torch.rand(post.shape, generator=generator) < 0.5
+    expected = w.clone()
+    for n in range(batch):
+        delta = batch_stdp_update(expected, pre[n:n + 1], post[n:n + 1], mask[n:n + 1], lr, lr / 2,
+                                  variant, -0.5, 1.0, stride, padding)
+        expected.add_(delta).clamp_(-0.5, 1.0)
+    got = sequential_stdp_update_(w.clone(), pre, post, mask, lr, lr / 2, variant, -0.5, 1.0, stride, padding)
+    assert torch.equal(got, expected)
+    assert got.min() >= -0.5 and got.max() <= 1.0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stdp_plugins import STDPConfig, STDPLearner, STDPVariant, compute_stdp_update
-from stdp_plugins.learning import batch_stdp_update
+from stdp_plugins.learning import batch_stdp_update, sequential_stdp_update_
 
 INF = math.inf
 
@@ -158,3 +158,21 @@ def test_compute_batch_update_lr_override():
     w = torch.full((1, 1, 1, 1), 0.5)
     delta = STDPLearner().compute_batch_update(w, torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), lr_plus=1.0)
     assert delta.item() == pytest.approx(0.25)
+
+
+def test_sequential_update_hand_case():
+    """One synapse at w = 0.5 potentiated by a winner in each of two samples (a+ = 0.1):
+    the mean reduction takes one step, 0.5 + 0.1 * 0.25 = 0.525; the sequential one two,
+    then 0.525 + 0.1 * 0.525 * 0.475 = 0.5499375."""
+    w = torch.full((1, 1, 1, 1), 0.5, dtype=torch.float64)
+    pre = torch.zeros(2, 1, 1, 1, dtype=torch.float64)
+    post = torch.ones(2, 1, 1, 1, dtype=torch.float64)
+    mean = w + batch_stdp_update(w, pre, post, None, 0.1, 0.05)
+    assert torch.allclose(mean, torch.tensor(0.525, dtype=torch.float64))
+    sequential = sequential_stdp_update_(w.clone(), pre, post, None, 0.1, 0.05)
+    assert torch.allclose(sequential, torch.tensor(0.5499375, dtype=torch.float64))
+    # a channel winning in one sample only takes one step; others are untouched
+    w2 = torch.full((2, 1, 1, 1), 0.5, dtype=torch.float64)
+    post2 = torch.tensor([[1.0, INF], [INF, INF]], dtype=torch.float64).view(2, 2, 1, 1)
+    out = sequential_stdp_update_(w2, pre, post2, None, 0.1, 0.05)
+    assert out is w2 and out.flatten().tolist() == [0.525, 0.5]

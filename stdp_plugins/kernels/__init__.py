@@ -7,6 +7,6 @@ torch's current stream); elsewhere it runs the vectorised torch core.
 """
 
 from .cupy_backend import cupy_available, kernel_source
-from .dispatch import BACKENDS, fused_winner_update, select_backend
+from .dispatch import BACKENDS, REDUCTIONS, fused_winner_update, select_backend
 
-__all__ = ["BACKENDS", "cupy_available", "fused_winner_update", "kernel_source", "select_backend"]
+__all__ = ["BACKENDS", "REDUCTIONS", "cupy_available", "fused_winner_update", "kernel_source", "select_backend"]

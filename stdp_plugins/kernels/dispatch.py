@@ -15,18 +15,21 @@ from torch import Tensor
 
 from ..learning._checks import check_learning_rate, check_tensor
 from ..learning.convergence import channel_convergence
-from ..learning.stdp import STDPConfig, batch_stdp_update, check_batch_shapes
+from ..learning.stdp import STDPConfig, batch_stdp_update, check_batch_shapes, sequential_stdp_update_
 from .cupy_backend import cupy_available, launch_fused_update
 
-__all__ = ["BACKENDS", "select_backend", "fused_winner_update"]
+__all__ = ["BACKENDS", "REDUCTIONS", "select_backend", "fused_winner_update"]
 
 BACKENDS: Tuple[str, ...] = ("auto", "torch", "cupy")
 """Accepted values of ``backend``."""
 
+REDUCTIONS: Tuple[str, ...] = ("mean", "sequential")
+"""Accepted values of ``reduction``."""
+
 LearningRate = Union[float, Tensor]
 
 
-def select_backend(backend: str, weights: Tensor) -> str:
+def select_backend(backend: str, weights: Tensor, reduction: str = "mean") -> str:
     """Resolve ``backend`` to the implementation that will run.
 
     Parameters
@@ -36,6 +39,8 @@ def select_backend(backend: str, weights: Tensor) -> str:
         ``"torch"`` or ``"cupy"``: that backend.
     weights : Tensor
         The weights to update; their device and dtype decide ``"auto"``.
+    reduction : str
+        ``"sequential"`` has only the torch implementation (``"auto"`` picks it).
 
     Returns
     -------
@@ -45,7 +50,8 @@ def select_backend(backend: str, weights: Tensor) -> str:
     Raises
     ------
     ValueError
-        For an unknown ``backend``, or ``"cupy"`` with weights that are not on a CUDA device.
+        For an unknown ``backend``, ``"cupy"`` with weights that are not on a CUDA device or
+        with ``reduction="sequential"``.
     TypeError
         For ``"cupy"`` with weights that are not float32.
     RuntimeError
@@ -54,7 +60,13 @@ def select_backend(backend: str, weights: Tensor) -> str:
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     check_tensor("weights", weights)
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
     if backend == "torch":
+        return "torch"
+    if reduction == "sequential":
+        if backend == "cupy":
+            raise ValueError("backend='cupy' implements reduction='mean' only; use backend='torch' or 'auto'")
         return "torch"
     if backend == "auto":
         use_cupy = weights.is_cuda and weights.dtype == torch.float32 and cupy_available()
@@ -84,9 +96,17 @@ def _torch_update(
     lr_minus: LearningRate,
     stride: int,
     padding: int,
+    reduction: str = "mean",
 ) -> Tensor:
-    """The reference path: the core's ``batch_stdp_update``, add, clamp, convergence."""
+    """The reference path: the core's ``batch_stdp_update``, add, clamp, convergence (or
+    ``sequential_stdp_update_``)."""
     with torch.no_grad():
+        if reduction == "sequential":
+            sequential_stdp_update_(
+                weights, pre_spike_times, post_spike_times, winner_mask, lr_plus, lr_minus,
+                config.variant, config.weight_min, config.weight_max, stride, padding,
+            )
+            return channel_convergence(weights.detach(), config.weight_min, config.weight_max)
         delta = batch_stdp_update(
             weights.detach(), pre_spike_times, post_spike_times, winner_mask, lr_plus, lr_minus,
             config.variant, config.weight_min, config.weight_max, stride, padding,
@@ -106,6 +126,7 @@ def fused_winner_update(
     stride: int = 1,
     padding: int = 0,
     backend: str = "auto",
+    reduction: str = "mean",
 ) -> Tensor:
     """Apply a whole batch of winners' STDP updates to convolution weights, in place.
 
@@ -136,6 +157,12 @@ def fused_winner_update(
     backend : str
         ``"auto"`` (CuPy for float32 CUDA weights when CuPy is installed, else torch),
         ``"torch"`` or ``"cupy"``.
+    reduction : str
+        ``"mean"``: one step per batch, the average described above. ``"sequential"``:
+        the samples' steps one after another, each averaged over that sample's winners
+        and clamped before the next (:func:`~stdp_plugins.learning.sequential_stdp_update_`),
+        so that batched learning follows one-image-at-a-time learning; torch backend only
+        (any device).
 
     Returns
     -------
@@ -156,7 +183,7 @@ def fused_winner_update(
     synchronises; it therefore does not check values (NaN or negative times, negative
     tensor learning rates), which the torch backend rejects. Its result is deterministic.
     """
-    chosen = select_backend(backend, weights)
+    chosen = select_backend(backend, weights, reduction)
     if not isinstance(config, STDPConfig):
         raise TypeError(f"config must be an STDPConfig, got {type(config).__name__}")
     lr_plus = config.lr_plus if lr_plus is None else check_learning_rate("lr_plus", lr_plus)
@@ -164,6 +191,8 @@ def fused_winner_update(
     _, stride, padding = check_batch_shapes(
         weights, pre_spike_times, post_spike_times, winner_mask, stride, padding
     )
-    update = launch_fused_update if chosen == "cupy" else _torch_update
-    return update(weights, pre_spike_times, post_spike_times, winner_mask, config, lr_plus, lr_minus,
-                  stride, padding)
+    if chosen == "cupy":
+        return launch_fused_update(weights, pre_spike_times, post_spike_times, winner_mask, config,
+                                   lr_plus, lr_minus, stride, padding)
+    return _torch_update(weights, pre_spike_times, post_spike_times, winner_mask, config, lr_plus, lr_minus,
+                         stride, padding, reduction)

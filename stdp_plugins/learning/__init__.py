@@ -11,6 +11,7 @@ from .stdp import (
     batch_stdp_update,
     compute_stdp_update,
     potentiation_fraction,
+    sequential_stdp_update_,
     stdp_weight_factor,
 )
 from .threshold import AdaptiveThreshold
@@ -48,5 +49,6 @@ __all__ = [
     "potentiation_fraction",
     "select_winners",
     "select_winners_among",
+    "sequential_stdp_update_",
     "stdp_weight_factor",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "stdp_weight_factor",
     "potentiation_fraction",
     "batch_stdp_update",
+    "sequential_stdp_update_",
     "compute_stdp_update",
 ]
 
@@ -231,6 +232,27 @@ def _check_batch_inputs(
     return geometry
 
 
+def _winner_potentiation(
+    pre_spike_times: Tensor,
+    post_spike_times: Tensor,
+    winner_mask: Optional[Tensor],
+    kernel_size: int,
+    stride: int,
+    padding: int,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Sample, channel and the 0/1 ``[C_in, k, k]`` potentiation pattern of every winner
+    (in ``nonzero`` order: by sample, then channel, then position)."""
+    if winner_mask is None:
+        sample, channel, y, x = torch.isfinite(post_spike_times).nonzero(as_tuple=True)
+    else:  # a sparse mask: find its entries first, then drop those that never fired
+        sample, channel, y, x = winner_mask.nonzero(as_tuple=True)
+        fired = torch.isfinite(post_spike_times[sample, channel, y, x])
+        sample, channel, y, x = sample[fired], channel[fired], y[fired], x[fired]
+    field = gather_receptive_field_times(pre_spike_times, sample, y, x, kernel_size, stride, padding)
+    t_post = post_spike_times[sample, channel, y, x]
+    return sample, channel, (field <= t_post[:, None, None, None]).to(pre_spike_times.dtype)
+
+
 def potentiation_fraction(
     pre_spike_times: Tensor,
     post_spike_times: Tensor,
@@ -261,15 +283,9 @@ def potentiation_fraction(
     wins : Tensor
         ``[C_out]`` long, the number of winners per channel.
     """
-    if winner_mask is None:
-        sample, channel, y, x = torch.isfinite(post_spike_times).nonzero(as_tuple=True)
-    else:  # a sparse mask: find its entries first, then drop those that never fired
-        sample, channel, y, x = winner_mask.nonzero(as_tuple=True)
-        fired = torch.isfinite(post_spike_times[sample, channel, y, x])
-        sample, channel, y, x = sample[fired], channel[fired], y[fired], x[fired]
-    field = gather_receptive_field_times(pre_spike_times, sample, y, x, kernel_size, stride, padding)
-    t_post = post_spike_times[sample, channel, y, x]
-    potentiates = (field <= t_post[:, None, None, None]).to(pre_spike_times.dtype)
+    _, channel, potentiates = _winner_potentiation(
+        pre_spike_times, post_spike_times, winner_mask, kernel_size, stride, padding
+    )
     c_out, c_in = post_spike_times.shape[1], pre_spike_times.shape[1]
     totals = torch.zeros(c_out, c_in, kernel_size, kernel_size, dtype=potentiates.dtype,
                          device=pre_spike_times.device)
@@ -333,6 +349,71 @@ def batch_stdp_update(
     )
     delta = _delta_from_fraction(weights, fraction, lr_plus, lr_minus, variant, weight_min, weight_max)
     return delta * (wins > 0).to(delta.dtype)[:, None, None, None]
+
+
+def sequential_stdp_update_(
+    weights: Tensor,
+    pre_spike_times: Tensor,
+    post_spike_times: Tensor,
+    winner_mask: Optional[Tensor],
+    lr_plus: LearningRate,
+    lr_minus: LearningRate,
+    variant: STDPVariant = STDPVariant.MULTIPLICATIVE,
+    weight_min: float = 0.0,
+    weight_max: float = 1.0,
+    stride: int = 1,
+    padding: int = 0,
+) -> Tensor:
+    """Apply a batch's STDP steps sample after sample, in place, clamping after each.
+
+    The result equals :func:`batch_stdp_update` of every sample alone (its winners
+    averaged per channel), each added to ``weights`` and clamped before the next sample:
+    the weight trajectory of one-image-at-a-time learning, given the batch's spikes. A
+    channel's steps depend only on its own weights, so the loop runs over the rank of a
+    sample among the samples in which that channel wins (at most the batch size), with
+    every channel of a rank updated at once.
+
+    Parameters
+    ----------
+    weights : Tensor
+        ``[C_out, C_in, k, k]`` convolution weights, updated in place.
+    pre_spike_times, post_spike_times, winner_mask, lr_plus, lr_minus, variant, weight_min, weight_max, stride, padding
+        As for :func:`batch_stdp_update`.
+
+    Returns
+    -------
+    Tensor
+        ``weights``.
+    """
+    kernel_size, stride, padding = _check_batch_inputs(
+        weights, pre_spike_times, post_spike_times, winner_mask, stride, padding
+    )
+    lr_plus = check_learning_rate("lr_plus", lr_plus)
+    lr_minus = check_learning_rate("lr_minus", lr_minus)
+    variant = check_enum("variant", variant, STDPVariant)
+    sample, channel, potentiates = _winner_potentiation(
+        pre_spike_times.to(weights.dtype), post_spike_times.to(weights.dtype), winner_mask,
+        kernel_size, stride, padding,
+    )
+    c_out = weights.shape[0]
+    # one step per (sample, channel) pair: its winners' potentiation, averaged
+    steps, step_of, wins = torch.unique(sample * c_out + channel, return_inverse=True, return_counts=True)
+    fraction = torch.zeros(steps.numel(), *weights.shape[1:], dtype=weights.dtype, device=weights.device)
+    fraction.index_add_(0, step_of, potentiates)
+    fraction /= wins.to(weights.dtype)[:, None, None, None]
+    step_channel = steps % c_out  # steps are sorted by sample, then channel
+    by_channel = torch.argsort(step_channel, stable=True)
+    first_of_channel = torch.searchsorted(step_channel[by_channel], step_channel[by_channel])
+    rank = torch.empty_like(by_channel)
+    rank[by_channel] = torch.arange(by_channel.numel(), device=rank.device) - first_of_channel
+    with torch.no_grad():
+        for r in range(int(rank.max()) + 1 if rank.numel() else 0):
+            now = rank == r
+            chosen = step_channel[now]
+            current = weights[chosen]
+            delta = _delta_from_fraction(current, fraction[now], lr_plus, lr_minus, variant, weight_min, weight_max)
+            weights[chosen] = (current + delta).clamp_(weight_min, weight_max)
+    return weights
 
 
 def compute_stdp_update(
