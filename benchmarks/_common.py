@@ -84,4 +84,4 @@ def report(phase: str, ours: float, baseline: float, args: argparse.Namespace, *
     return result
 
 
-__all__ = ["BaselineNet", "KheradpishehNet", "parser", "setup", "train_images", "trained_net", "rate", "report"]
+__all__ = ["BaselineNet", "KheradpishehNet", "TrainConfig", "parser", "setup", "train_images", "trained_net", "rate", "report"]

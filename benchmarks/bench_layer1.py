@@ -1,14 +1,12 @@
 """Layer-1 training benchmark: event-driven batched STDP vs dense one-image-at-a-time."""
 
-from _common import BaselineNet, KheradpishehNet, parser, rate, report, setup, train_images
+from _common import BaselineNet, KheradpishehNet, TrainConfig, parser, rate, report, setup, train_images
 
 
 def train_ours(net, inputs, batch_size):
     seen = 0
     for x in inputs.split(batch_size):
-        times, pots, survivor = net.layer_forward(1, x)
-        winners = net.select_winners(1, times, pots, survivor)
-        net.learn(1, x, times, winners, *net.learning_rates(1, seen))
+        net.train_step(1, x, seen, TrainConfig.reduction)
         seen += x.shape[0]
     return seen
 

@@ -3,7 +3,7 @@ epoch as the trainer does, event-driven batched STDP, vs dense one-image-at-a-ti
 
 import torch
 
-from _common import BaselineNet, KheradpishehNet, parser, rate, report, setup, train_images, trained_net
+from _common import BaselineNet, KheradpishehNet, TrainConfig, parser, rate, report, setup, train_images, trained_net
 
 
 def run(args):
@@ -17,9 +17,7 @@ def run(args):
         net.conv1.weight.data.copy_(trained.conv1.weight)
         layer2_in = torch.cat([net.layer_input(2, chunk) for chunk in inputs.split(512)])
         for x in layer2_in.split(args.batch_size):
-            times, pots, survivor = net.layer_forward(2, x)
-            winners = net.select_winners(2, times, pots, survivor)
-            net.learn(2, x, times, winners, *net.learning_rates(2, 0))
+            net.train_step(2, x, 0, TrainConfig.reduction)
         return inputs.shape[0]
 
     base_inputs = inputs[: args.baseline_images]

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .datasets import DatasetError, embedded_split, load_dataset
 from .figures import plot_convergence, plot_layer1_kernels
+from .kernels import REDUCTIONS
 from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from .readout import LinearReadout, fit_readout, silent_fraction
 from .training import (
@@ -131,8 +132,9 @@ def _train(args: argparse.Namespace) -> int:
     (train_x, train_y), test, source = _datasets(args)
     epochs = tuple(args.epochs) if len(args.epochs) == 2 else (args.epochs[0], args.epochs[0])
     config = TrainConfig(
-        batch_size=args.batch_size, epochs=epochs, stop_at_convergence=args.stop_at_convergence,
-        seed=args.seed, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        batch_size=args.batch_size, reduction=args.reduction, epochs=epochs,
+        stop_at_convergence=args.stop_at_convergence, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
     )
     model = KheradpishehNet(seed=args.seed).to(device)
     trainer = LayerwiseTrainer(model, train_x, config, out / CHECKPOINT_FILE)
@@ -258,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="training set (.npz or *-images-idx3-ubyte[.gz]); default: embedded MNIST")
     train.add_argument("--test-data", help="test set in the same formats")
     train.add_argument("--out", default="stdp-run", help="output folder (default: %(default)s)")
-    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="images per STDP step")
+    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                       help="images per forward pass (1 = one image at a time)")
+    train.add_argument("--reduction", choices=REDUCTIONS, default=TrainConfig.reduction,
+                       help="apply a batch's STDP steps one image after another (sequential) or "
+                            "as one per-channel average (mean)")
     train.add_argument("--epochs", type=int, nargs="+", default=list(TrainConfig.epochs), metavar="E",
                        help="epoch budget: one value for both layers or two (layer 1, layer 2)")
     train.add_argument("--stop-at-convergence", action="store_true",

@@ -1,9 +1,10 @@
 """Layer-wise unsupervised training of the reference network, with exact resumption.
 
 :class:`LayerwiseTrainer` trains layer 1, then layer 2, on mini-batches of images: every
-image of a batch is run with the same weights, every image's winners contribute to the
-STDP step, averaged per channel (:func:`~stdp_plugins.kernels.fused_winner_update`), so
-batch size 1 is the exact one-image-at-a-time algorithm. A layer stops after its epoch
+image of a batch is run with the same weights, then the images' STDP steps are applied one
+after another (or averaged into one step, ``reduction="mean"``; see
+:func:`~stdp_plugins.kernels.fused_winner_update`), so batch size 1 is the exact
+one-image-at-a-time algorithm. A layer stops after its epoch
 budget or, when ``stop_at_convergence``, as soon as its convergence metric falls below
 the preset's threshold (0.01).
 
@@ -34,6 +35,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .kernels import REDUCTIONS
 from .learning._checks import check_int, check_tensor
 from .models.kheradpisheh import KheradpishehNet
 from .models.spiking import codes_to_times, times_to_codes
@@ -143,7 +145,14 @@ class TrainConfig:
     Attributes
     ----------
     batch_size : int
-        Images per STDP step (1 = the sequential algorithm).
+        Images per forward pass (1 = the one-image-at-a-time algorithm).
+    reduction : {"sequential", "mean"}
+        How a batch's STDP steps are applied (see
+        :func:`~stdp_plugins.kernels.fused_winner_update`). ``"sequential"`` (default)
+        applies each image's step in turn, as one-image-at-a-time training does; only
+        the spikes of a batch come from the weights at its start. ``"mean"`` applies one
+        step per batch, the per-channel average, so a channel takes up to ``batch_size``
+        times fewer steps.
     epochs : tuple of int
         Epoch budget of layer 1 and layer 2. The default (3, 20) takes both layers well
         below the preset's convergence threshold on 6,000 digits (layer 1 after about one
@@ -161,6 +170,7 @@ class TrainConfig:
     """
 
     batch_size: int = 32
+    reduction: str = "sequential"
     epochs: Tuple[int, int] = (3, 20)
     stop_at_convergence: bool = False
     seed: int = 0
@@ -169,6 +179,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.batch_size = check_int("batch_size", self.batch_size, minimum=1)
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(
+                f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {self.reduction!r}"
+            )
         if not isinstance(self.epochs, (tuple, list)) or len(self.epochs) != 2:
             raise ValueError(f"epochs must be a pair (layer 1, layer 2), got {self.epochs!r}")
         self.epochs = (check_int("epochs[0]", self.epochs[0], minimum=0), check_int("epochs[1]", self.epochs[1], minimum=0))
@@ -281,8 +295,8 @@ class LayerwiseTrainer:
                 raise CheckpointError(f"{source}: written for another network configuration")
             saved = dict(payload["train_config"])
             current = asdict(self.config)
-            for key in ("batch_size", "seed"):
-                if saved[key] != current[key]:
+            for key in ("batch_size", "seed", "reduction"):
+                if saved.get(key, "mean") != current[key]:
                     raise CheckpointError(
                         f"{source}: written with {key}={saved[key]}, cannot resume with {key}={current[key]}"
                     )
@@ -399,7 +413,8 @@ class LayerwiseTrainer:
                 while self.state.position < n:
                     start = self.state.position
                     idx = order[start:start + cfg.batch_size]
-                    metric = self._step(layer, codes_to_times(inputs[idx]).to(device))
+                    layer_input = codes_to_times(inputs[idx]).to(device)
+                    metric = model.train_step(layer, layer_input, self.state.images_seen[layer - 1], cfg.reduction)
                     seen = self.state.images_seen[layer - 1] + idx.numel()
                     self._replace("images_seen", layer, seen)
                     self._set(position=start + idx.numel())
@@ -433,14 +448,6 @@ class LayerwiseTrainer:
         self._replace("elapsed", layer, self.state.elapsed[layer - 1] + time.perf_counter() - started)
         self.rng_state = torch.get_rng_state()
         self.save()
-
-    def _step(self, layer: int, layer_input: Tensor) -> float:
-        model = self.model
-        times, potentials, survivor = model.layer_forward(layer, layer_input)
-        winners = model.select_winners(layer, times, potentials, survivor)
-        lr_plus, lr_minus = model.learning_rates(layer, self.state.images_seen[layer - 1])
-        model.learn(layer, layer_input, times, winners, lr_plus, lr_minus)
-        return model.convergence(layer)
 
     def images_per_second(self) -> Dict[str, float]:
         """Training throughput per layer (images seen / seconds spent, incl. input caching)."""

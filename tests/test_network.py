@@ -9,13 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from stdp_plugins.datasets import embedded_mnist
-from stdp_plugins.learning import WTAMode, select_winners
+from stdp_plugins.learning import WTAMode, select_winners, select_winners_among
 from stdp_plugins.models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from stdp_plugins.models.spiking import (
     dense_first_spike_conv,
     event_first_spike_conv,
     fires_at_all,
     first_spike_conv,
+    first_spike_conv_pointwise,
+    first_spike_conv_winners,
+    fires_given_inputs,
+    max_pool_binary,
     min_pool_times,
     native_available,
     pad_times,
@@ -98,6 +102,38 @@ def test_fires_at_all_is_exact_at_the_threshold():
     assert exact.tolist() == [True, False]
 
 
+def test_fires_given_inputs_float32_path_decides_like_float64_sums():
+    """Potentials on, just above and just below the threshold: the float32 convolution
+    with its float64 re-check gives the decisions of exact float64 sums."""
+    g = torch.Generator().manual_seed(7)
+    fired = torch.rand(6, 16, 6, 6, generator=g) < 0.5
+    weight = torch.rand(5, 16, 2, 2, generator=g)
+    weight[0] = 1.0 - 2.0 ** -24  # one input: just below 1; two inputs: far above
+    weight[1] = 0.1  # sums of float32 0.1 round differently in float32 and float64
+    exact = F.conv2d(fired.double(), weight.double())
+    for threshold in (1.0, float(exact[2, 3, 1, 1]), float(exact[4, 4, 2, 3]), 0.3):
+        expected = exact >= threshold
+        assert torch.equal(fires_given_inputs(fired, weight, threshold), expected)
+    # thresholds exactly on a float64 sum of float32 weights fire; one ulp above does not
+    t = float(exact[2, 3, 1, 1])
+    assert fires_given_inputs(fired, weight, t)[2, 3, 1, 1]
+    assert not fires_given_inputs(fired, weight, math.nextafter(t, math.inf))[2, 3, 1, 1]
+    # negative weights take the float64 path
+    signed = weight - 0.5
+    assert torch.equal(fires_given_inputs(fired, signed, 0.2), F.conv2d(fired.double(), signed.double()) >= 0.2)
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding", [
+    ((28, 28), 2, 2, 1), ((16, 16), 2, 2, 1), ((7, 9), 3, 3, 0), ((7, 9), 3, 3, 1), ((5, 5), 3, 2, 1),
+])
+def test_max_pool_binary_equals_float_max_pool(size, kernel, stride, padding):
+    g = torch.Generator().manual_seed(sum(size) + kernel)
+    fired = torch.rand(3, 4, *size, generator=g) < 0.3
+    expected = F.max_pool2d(fired.float(), kernel, stride, padding) > 0
+    pooled = max_pool_binary(fired, kernel, stride, padding)
+    assert pooled.dtype == torch.bool and torch.equal(pooled, expected)
+
+
 def test_min_pool_of_times_is_max_pool_of_waves():
     g = torch.Generator().manual_seed(0)
     times = torch.randint(0, 6, (2, 3, 7, 7), generator=g).float()
@@ -145,6 +181,28 @@ def test_learning_winners_equal_sequential_walk_on_digits(digits, layer):
     winners = net.select_winners(layer, times, pots, survivor)
     assert torch.equal(winners, expected)
     assert bool((winners.sum(dim=(1, 2, 3)) == spec.k_winners).all())
+    for method in ("auto", "dense"):
+        net.method = method
+        fused_times, fused = net.forward_winners(layer, x)
+        assert torch.equal(fused_times, times) and torch.equal(fused, expected)
+
+
+@needs_native
+@pytest.mark.parametrize("mode", list(WTAMode))
+@pytest.mark.parametrize("radius, k", [(0, 1), (1, 3), (2, 40)])
+def test_kernel_winner_walk_equals_core_for_every_mode(mode, radius, k):
+    """The C kernel's walk over survivors equals select_winners_among (ties included:
+    integer weights make equal potentials common)."""
+    g = torch.Generator().manual_seed(radius * 100 + k)
+    times = torch.randint(0, 4, (5, 3, 9, 9), generator=g).float()
+    times[torch.rand(times.shape, generator=g) < 0.4] = INF
+    weight = torch.randint(0, 3, (6, 3, 3, 3), generator=g).float()
+    out_times, pots, survivor = first_spike_conv_pointwise(times, weight, 2.0, 1, 4, "dense")
+    sample, y, x = (survivor >= 0).nonzero(as_tuple=True)
+    expected = select_winners_among(out_times, pots, (sample, survivor[sample, y, x], y, x), mode, radius, k)
+    got_times, got = first_spike_conv_winners(times, weight, 2.0, 1, 4, mode, radius, k, "event")
+    assert torch.equal(got_times, out_times) and torch.equal(got, expected)
+    assert expected.any()
 
 
 @needs_native
@@ -164,8 +222,10 @@ def test_training_steps_fast_path_equal_dense_path(digits):
             survivors = select_winners(td, pd, WTAMode.LOCAL, 0)
             spec = dense.spec(layer)
             wd = select_winners(torch.where(survivors, td, INF), pd, WTAMode.BOTH, spec.radius, spec.k_winners)
-            wf = fast.select_winners(layer, tf, pf, sf)
-            assert torch.equal(wf, wd)
+            assert torch.equal(fast.select_winners(layer, tf, pf, sf), wd)
+            # the trainer's path: times and winners from the kernel in one pass
+            tf, wf = fast.forward_winners(layer, x_fast)
+            assert torch.equal(tf, td) and torch.equal(wf, wd)
             lr = fast.learning_rates(layer, 600 * step)
             fast.learn(layer, x_fast, tf, wf, *lr)
             dense.learn(layer, x_dense, td, wd, *lr)
@@ -204,6 +264,15 @@ def test_network_shapes_and_init():
         (lambda: first_spike_conv(torch.zeros(2, 5, 5), torch.ones(1, 2, 3, 3), 1.0), "in_times"),
         (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 0.0), "threshold"),
         (lambda: first_spike_conv(torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 3, 3), 1.0), "in_times"),
+        (lambda: first_spike_conv_winners(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4, "ring", 1, 2), "mode"),
+        (lambda: first_spike_conv_winners(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4, "both", -1, 2), "radius"),
+        (lambda: first_spike_conv_winners(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4, "both", 1, 0), "k_winners"),
+        (lambda: max_pool_binary(torch.zeros(1, 1, 4, 4), 0, 2), "kernel_size"),
+        (lambda: max_pool_binary(torch.zeros(1, 1, 2, 2), 3, 3), "fired"),
+        (lambda: max_pool_binary(torch.zeros(4, 4), 2, 2), "fired"),
+        (lambda: fires_given_inputs(torch.zeros(2, 5, 5), torch.ones(1, 2, 3, 3), 1.0), "fired"),
+        (lambda: fires_given_inputs(torch.zeros(1, 2, 5, 5), torch.ones(2, 3, 3), 1.0), "weight"),
+        (lambda: fires_given_inputs(torch.zeros(1, 2, 5, 5), torch.ones(1, 3, 3, 3), 1.0), "weight"),
     ],
 )
 def test_bad_input_names_the_argument(call, name):

@@ -48,10 +48,30 @@ def test_batch_one_is_the_sequential_per_winner_algorithm(data):
     assert not torch.equal(net.conv1.weight, KheradpishehNet(seed=0).conv1.weight)
 
 
+def test_batch_one_is_the_same_for_both_reductions(data):
+    a, _ = _train(data[0][:12], batch_size=1, epochs=(1, 1), reduction="sequential")
+    b, _ = _train(data[0][:12], batch_size=1, epochs=(1, 1), reduction="mean")
+    assert torch.equal(a.conv1.weight, b.conv1.weight) and torch.equal(a.conv2.weight, b.conv2.weight)
+
+
+def test_sequential_batch_applies_each_images_step_in_turn(data):
+    """One batch of B images with reduction='sequential' = the B single-image steps, in
+    the batch's order, each on the weights the previous one left (spikes from the
+    weights at the start of the batch)."""
+    images = data[0][:8]
+    net, trainer = _train(images, batch_size=8, epochs=(1, 0), reduction="sequential")
+    ref = KheradpishehNet(seed=0)
+    x = ref.encode(images[trainer._order(1, 0, 8)])
+    times, winners = ref.forward_winners(1, x)
+    for n in range(8):
+        ref.learn(1, x[n:n + 1], times[n:n + 1], winners[n:n + 1], *ref.learning_rates(1, 0), reduction="mean")
+    assert torch.equal(net.conv1.weight, ref.conv1.weight)
+
+
 def test_batched_step_averages_every_images_winners(data):
     """One batch of B images = the per-channel mean of the B single-image deltas."""
     images = data[0][:8]
-    net, _ = _train(images, batch_size=8, epochs=(1, 0), stop_at_convergence=False)
+    net, _ = _train(images, batch_size=8, epochs=(1, 0), stop_at_convergence=False, reduction="mean")
     ref = KheradpishehNet(seed=0)
     x = ref.encode(images)
     times, pots, survivor = ref.layer_forward(1, x)
@@ -118,6 +138,7 @@ def test_readout_fits_and_round_trips():
     "options, name",
     [
         (dict(batch_size=0), "batch_size"),
+        (dict(reduction="sum"), "reduction"),
         (dict(epochs=(1,)), "epochs"),
         (dict(epochs=(1, -1)), "epochs[1]"),
         (dict(seed=-1), "seed"),

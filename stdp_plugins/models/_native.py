@@ -45,12 +45,19 @@ _SOURCE = r"""
    out_best  [n][ho][wo] int32, pointwise inhibition: at each position the channel that
              fired first, ties to the highest potential, then the lowest channel (-1 when
              none fired); may be NULL
+   out_win   [n][k_winners] int32 or NULL: the learning winners among the pointwise
+             survivors (needs out_best), as flat indices c * ho * wo + y * wo + x in the
+             order accepted, -1 after the last. Survivors are walked by earliest time,
+             highest potential, lowest flat index; one is accepted unless an accepted
+             winner blocks it: mode bit 1 (global) its channel, bit 2 (local) every
+             position within Chebyshev distance `radius`.
    Potentials are accumulated channel-last ([ho][wo][c_out]); outputs are written when a
    neuron fires. Returns 0, or -1 when out of memory. */
 int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                      int c_out, int k, int pad, const double *weight_t,
                      double threshold, int time_steps, int ho, int wo,
-                     float *out_times, double *out_pot, int32_t *out_best)
+                     float *out_times, double *out_pot, int32_t *out_best,
+                     int k_winners, int radius, int mode, int32_t *out_win)
 {
     const long n_in = (long)c_in * h * w;
     const long n_pos = (long)ho * wo;
@@ -62,8 +69,11 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
     int *mark = (int *)malloc(sizeof(int) * (n_pos > 0 ? n_pos : 1));
     int *touched = (int *)malloc(sizeof(int) * (n_pos > 0 ? n_pos : 1));
     double *best_pot = (double *)malloc(sizeof(double) * (n_pos > 0 ? n_pos : 1));
-    if (!pot || !fired || !events || !start || !mark || !touched || !best_pot) {
+    uint8_t *blocked_pos = (uint8_t *)malloc(n_pos > 0 ? n_pos : 1);
+    uint8_t *blocked_ch = (uint8_t *)malloc(c_out > 0 ? c_out : 1);
+    if (!pot || !fired || !events || !start || !mark || !touched || !best_pot || !blocked_pos || !blocked_ch) {
         free(pot); free(fired); free(events); free(start); free(mark); free(touched); free(best_pot);
+        free(blocked_pos); free(blocked_ch);
         return -1;
     }
     for (int img = 0; img < n; ++img) {
@@ -112,6 +122,9 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                 const long p = touched[j];
                 const double *restrict pp = pot + p * c_out;
                 uint8_t *restrict fp = fired + p * c_out;
+                int crossed = 0; /* branch-free (vectorised) test first: most positions have none */
+                for (int o = 0; o < c_out; ++o) crossed |= (pp[o] >= threshold) & (fp[o] == 0);
+                if (!crossed) continue;
                 for (int o = 0; o < c_out; ++o) {
                     if (fp[o] || pp[o] < threshold) continue;
                     fp[o] = 1;
@@ -128,8 +141,42 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
             }
             begin = end;
         }
+        if (out_win && bout) {
+            int32_t *wout = out_win + (long)img * k_winners;
+            memset(blocked_pos, 0, n_pos);
+            memset(blocked_ch, 0, c_out);
+            for (int i = 0; i < k_winners; ++i) wout[i] = -1;
+            for (int i = 0; i < k_winners; ++i) {
+                long best = -1, best_flat = 0;
+                float best_t = 0.0f;
+                double best_p = 0.0;
+                for (long p = 0; p < n_pos; ++p) {
+                    const int c = bout[p];
+                    if (c < 0 || blocked_pos[p] || blocked_ch[c]) continue;
+                    const float t = tout[(long)c * n_pos + p];
+                    const long flat = (long)c * n_pos + p;
+                    if (best < 0 || t < best_t || (t == best_t && (best_pot[p] > best_p
+                            || (best_pot[p] == best_p && flat < best_flat)))) {
+                        best = p; best_flat = flat; best_t = t; best_p = best_pot[p];
+                    }
+                }
+                if (best < 0) break;
+                wout[i] = (int32_t)best_flat;
+                blocked_pos[best] = 1; /* a position's only survivor is now taken */
+                if (mode & 1) blocked_ch[bout[best]] = 1;
+                if (mode & 2) {
+                    const int by = (int)(best / wo), bx = (int)(best % wo);
+                    for (int y = by - radius; y <= by + radius; ++y) {
+                        if (y < 0 || y >= ho) continue;
+                        for (int x = bx - radius; x <= bx + radius; ++x)
+                            if (x >= 0 && x < wo) blocked_pos[(long)y * wo + x] = 1;
+                    }
+                }
+            }
+        }
     }
     free(pot); free(fired); free(events); free(start); free(mark); free(touched); free(best_pot);
+    free(blocked_pos); free(blocked_ch);
     return 0;
 }
 """
@@ -205,6 +252,7 @@ def native_library() -> Optional[ctypes.CDLL]:
             ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
             ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_int,
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
         ]
         _library = library
         return _library

@@ -31,9 +31,18 @@ from torch import Tensor, nn
 
 from ..encoding import DoGLatencyEncoder
 from ..kernels import fused_winner_update
-from ..learning import STDPConfig, STDPLearner, WTAMode, select_winners, select_winners_among
+from ..learning import STDPConfig, STDPLearner, WTAMode, select_winners
 from ..learning._checks import check_float, check_int, check_tensor
-from .spiking import first_spike_conv_pointwise, fires_at_all, fires_given_inputs, min_pool_times, pad_times
+from .spiking import (
+    first_spike_conv_pointwise,
+    first_spike_conv_winners,
+    fires_at_all,
+    fires_given_inputs,
+    max_pool_binary,
+    min_pool_times,
+    pad_times,
+    survivor_winners,
+)
 
 __all__ = ["LayerSpec", "KheradpishehConfig", "KheradpishehNet"]
 
@@ -277,9 +286,25 @@ class KheradpishehNet(nn.Module):
             Bool winner mask shaped like ``times``.
         """
         spec = self.spec(layer)
-        sample, y, x = (survivor >= 0).nonzero(as_tuple=True)
-        candidates = (sample, survivor[sample, y, x], y, x)
-        return select_winners_among(times, potentials, candidates, WTAMode.BOTH, spec.radius, spec.k_winners)
+        return survivor_winners(times, potentials, survivor, WTAMode.BOTH, spec.radius, spec.k_winners)
+
+    def forward_winners(self, layer: int, layer_input: Tensor) -> Tuple[Tensor, Tensor]:
+        """First-spike times of ``layer`` and its learning winners in one pass.
+
+        Equal to :meth:`layer_forward` followed by :meth:`select_winners`
+        (:func:`.spiking.first_spike_conv_winners`); on the CPU the event-driven kernel
+        selects the winners of each image as it finishes it.
+
+        Returns
+        -------
+        (Tensor, Tensor)
+            Float32 times ``[N, C_out, H_out, W_out]`` and the bool winner mask.
+        """
+        spec = self.spec(layer)
+        return first_spike_conv_winners(
+            layer_input, self.weight(layer), spec.threshold, spec.padding, self.config.time_steps,
+            WTAMode.BOTH, spec.radius, spec.k_winners, self.method,
+        )
 
     def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
         """``(a+, a-)`` of ``layer`` after ``images_seen`` training images of that layer.
@@ -299,16 +324,36 @@ class KheradpishehNet(nn.Module):
         return lr_plus, cfg.lr_minus_ratio * lr_plus
 
     def learn(
-        self, layer: int, layer_input: Tensor, times: Tensor, winners: Tensor, lr_plus: float, lr_minus: float
+        self,
+        layer: int,
+        layer_input: Tensor,
+        times: Tensor,
+        winners: Tensor,
+        lr_plus: float,
+        lr_minus: float,
+        reduction: str = "mean",
     ) -> Tensor:
         """Apply one batch STDP step to ``layer`` (in place) and return its per-channel
-        convergence ``[C_out]`` (see :func:`~stdp_plugins.kernels.fused_winner_update`)."""
+        convergence ``[C_out]`` (see :func:`~stdp_plugins.kernels.fused_winner_update`,
+        which also explains ``reduction``)."""
         spec = self.spec(layer)
         with torch.no_grad():
             return fused_winner_update(
                 self.weight(layer), layer_input, times, winners, self.config.stdp,
-                lr_plus=lr_plus, lr_minus=lr_minus, stride=1, padding=spec.padding,
+                lr_plus=lr_plus, lr_minus=lr_minus, stride=1, padding=spec.padding, reduction=reduction,
             )
+
+    def train_step(self, layer: int, layer_input: Tensor, images_seen: int, reduction: str = "mean") -> float:
+        """One unsupervised training step of ``layer`` on a batch; returns the layer's
+        convergence metric afterwards.
+
+        :meth:`forward_winners`, then :meth:`learn` with the rates of
+        :meth:`learning_rates` after ``images_seen`` images of this layer.
+        """
+        times, winners = self.forward_winners(layer, layer_input)
+        lr_plus, lr_minus = self.learning_rates(layer, images_seen)
+        self.learn(layer, layer_input, times, winners, lr_plus, lr_minus, reduction)
+        return self.convergence(layer)
 
     def convergence(self, layer: int) -> float:
         """Kheradpisheh's convergence metric of a layer's weights, ``mean(w (1 - w))``."""
@@ -326,12 +371,12 @@ class KheradpishehNet(nn.Module):
         fired1 = fires_at_all(input_times, self.conv1.weight, cfg.layer1.threshold, cfg.layer1.padding, cfg.time_steps)
         layer2_in = F.pad(self._pool_binary(fired1), (cfg.inter_padding,) * 4)
         fired2 = fires_given_inputs(layer2_in, self.conv2.weight, cfg.layer2.threshold, cfg.layer2.padding)
-        return self._pool_binary(fired2) > 0
+        return self._pool_binary(fired2)
 
     def _pool_binary(self, fired: Tensor) -> Tensor:
-        """Max-pooling of a bool spike map, as 0/1 floats (padding never fires)."""
+        """Max-pooling of a bool spike map (padding never fires)."""
         cfg = self.config
-        return F.max_pool2d(fired.to(torch.float32), cfg.pool_kernel, cfg.pool_stride, cfg.pool_padding)
+        return max_pool_binary(fired, cfg.pool_kernel, cfg.pool_stride, cfg.pool_padding)
 
     def forward(self, images: Tensor) -> Tensor:
         """Features (float32 0/1 ``[N, 150, 9, 9]``) of grey images ``[N, H, W]``."""

@@ -21,25 +21,28 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..learning import WTAMode, select_winners
-from ..learning._checks import check_float, check_int, check_spike_times, check_tensor
+from ..learning import WTAMode, select_winners, select_winners_among
+from ..learning._checks import check_enum, check_float, check_int, check_spike_times, check_tensor
 from ..learning.timing import conv_output_size
 from ._native import NEVER, native_library
 
 __all__ = [
     "first_spike_conv",
     "first_spike_conv_pointwise",
+    "first_spike_conv_winners",
+    "survivor_winners",
     "dense_first_spike_conv",
     "event_first_spike_conv",
     "fires_at_all",
     "fires_given_inputs",
     "min_pool_times",
+    "max_pool_binary",
     "pad_times",
     "times_to_codes",
     "codes_to_times",
@@ -160,6 +163,30 @@ def event_first_spike_conv(
     position (see :func:`first_spike_conv_pointwise`). Raises ``RuntimeError`` when the
     kernel is unavailable and ``ValueError`` for tensors not on the CPU.
     """
+    times, pots, survivor, _ = _run_event_kernel(
+        in_times, weight, threshold, padding, time_steps, potentials, pointwise, None
+    )
+    if pointwise:
+        return times, pots, survivor.to(torch.int64)
+    return times, pots
+
+
+def _run_event_kernel(
+    in_times: Tensor,
+    weight: Tensor,
+    threshold: float,
+    padding: int,
+    time_steps: int,
+    potentials: bool,
+    pointwise: bool,
+    winners: Optional[Tuple[WTAMode, int, int]],
+) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """Run the C kernel over the batch, split across torch's threads.
+
+    Returns times, potentials (or ``None``), int32 survivors (or ``None``) and, when
+    ``winners = (mode, radius, k)`` is given, the int32 ``[N, k]`` flat indices of the
+    learning winners (``-1`` padded).
+    """
     threshold, padding, time_steps, (out_h, out_w) = _check_layer(in_times, weight, threshold, padding, time_steps)
     if in_times.device.type != "cpu":
         raise ValueError(f"in_times must be on the CPU for the event-driven kernel, got {in_times.device}")
@@ -172,7 +199,16 @@ def event_first_spike_conv(
     weight_t = weight.detach().to(torch.float64).permute(1, 2, 3, 0).contiguous()
     out_times = torch.empty(n, c_out, out_h, out_w, dtype=torch.float32)
     out_pot = torch.empty(n, c_out, out_h, out_w, dtype=torch.float64) if potentials else None
-    out_best = torch.empty(n, out_h, out_w, dtype=torch.int32) if pointwise else None
+    out_best = torch.empty(n, out_h, out_w, dtype=torch.int32) if pointwise or winners else None
+    mode_bits, radius, k_winners = 0, 0, 0
+    out_win = None
+    if winners is not None:
+        mode, radius, k_winners = winners
+        mode_bits = (mode in (WTAMode.GLOBAL, WTAMode.BOTH)) + 2 * (mode in (WTAMode.LOCAL, WTAMode.BOTH))
+        out_win = torch.empty(n, k_winners, dtype=torch.int32)
+
+    def pointer(tensor: Optional[Tensor], row: int) -> Optional[int]:
+        return tensor[row].data_ptr() if tensor is not None else None
 
     def run(lo: int, hi: int) -> int:
         if hi <= lo:
@@ -180,8 +216,8 @@ def event_first_spike_conv(
         return library.first_spike_conv(
             hi - lo, c_in, height, width, codes[lo].data_ptr(), c_out, k, padding,
             weight_t.data_ptr(), threshold, time_steps, out_h, out_w,
-            out_times[lo].data_ptr(), out_pot[lo].data_ptr() if out_pot is not None else None,
-            out_best[lo].data_ptr() if out_best is not None else None,
+            out_times[lo].data_ptr(), pointer(out_pot, lo), pointer(out_best, lo),
+            k_winners, radius, mode_bits, pointer(out_win, lo),
         )
 
     workers = max(1, min(torch.get_num_threads(), n))
@@ -193,9 +229,7 @@ def event_first_spike_conv(
             status = list(pool.map(run, bounds[:-1], bounds[1:]))
     if any(s != 0 for s in status):
         raise MemoryError("the event-driven kernel could not allocate its buffers")
-    if pointwise:
-        return out_times, out_pot, out_best.to(torch.int64)
-    return out_times, out_pot
+    return out_times, out_pot, out_best, out_win
 
 
 def _resolve_method(method: str, in_times: Tensor) -> str:
@@ -269,6 +303,61 @@ def first_spike_conv_pointwise(
     return times, potentials, survivor
 
 
+def survivor_winners(
+    times: Tensor, potentials: Tensor, survivor: Tensor, mode: WTAMode, radius: int, k_winners: int
+) -> Tensor:
+    """Winners among the pointwise-inhibition survivors: :func:`~stdp_plugins.learning.select_winners_among`
+    with the survivors of :func:`first_spike_conv_pointwise` (``survivor``, ``-1`` = none)
+    as candidates; returns a bool mask shaped like ``times``."""
+    check_tensor("survivor", survivor, 3, "[N, H_out, W_out]")
+    sample, y, x = (survivor >= 0).nonzero(as_tuple=True)
+    candidates = (sample, survivor[sample, y, x], y, x)
+    return select_winners_among(times, potentials, candidates, mode, radius, k_winners)
+
+
+def first_spike_conv_winners(
+    in_times: Tensor,
+    weight: Tensor,
+    threshold: float,
+    padding: int,
+    time_steps: int,
+    mode: WTAMode,
+    radius: int,
+    k_winners: int,
+    method: str = "auto",
+) -> Tuple[Tensor, Tensor]:
+    """First-spike times and the learning winners of a layer.
+
+    The winners are pointwise inhibition (:func:`first_spike_conv_pointwise`) followed by
+    :func:`~stdp_plugins.learning.select_winners_among` with ``mode``, ``radius`` and
+    ``k_winners`` on the survivors. The event-driven kernel walks the survivors of each
+    image itself as it finishes it (same order and blocking rule), so no potentials
+    leave the kernel.
+
+    Returns
+    -------
+    times : Tensor
+        Float32 ``[N, C_out, H_out, W_out]``, ``inf`` = silent.
+    winners : Tensor
+        Bool mask shaped like ``times``.
+    """
+    mode = check_enum("mode", mode, WTAMode)
+    radius = check_int("radius", radius, minimum=0)
+    k_winners = check_int("k_winners", k_winners, minimum=1)
+    if _resolve_method(method, in_times) == "dense":
+        times, potentials, survivor = first_spike_conv_pointwise(
+            in_times, weight, threshold, padding, time_steps, "dense"
+        )
+        return times, survivor_winners(times, potentials, survivor, mode, radius, k_winners)
+    times, _, _, flat = _run_event_kernel(
+        in_times, weight, threshold, padding, time_steps, False, False, (mode, radius, k_winners)
+    )
+    winners = torch.zeros(times.shape[0], times[0].numel(), dtype=torch.bool)
+    sample, slot = (flat >= 0).nonzero(as_tuple=True)
+    winners[sample, flat[sample, slot].to(torch.int64)] = True
+    return times, winners.view(times.shape)
+
+
 def fires_at_all(
     in_times: Tensor, weight: Tensor, threshold: float, padding: int = 0, time_steps: int = 15, chunk: int = 256
 ) -> Tensor:
@@ -288,14 +377,62 @@ def fires_given_inputs(
     """Bool ``[N, C_out, H_out, W_out]``: which neurons reach ``threshold`` once every input
     marked in ``fired`` (bool or 0/1 ``[N, C_in, H, W]``) has spiked.
 
-    One dense float64 convolution of the binary input (exact sums of float32 weights;
-    inputs are dense at this point, so it beats the event walk).
+    The decision is the one of exact float64 sums of the float32 weights. With
+    non-negative weights a float32 convolution decides it first: a float32 sum of ``m``
+    non-negative terms is within ``(m - 1) u / (1 - (m - 1) u)`` of its value relative
+    (``u = 2**-24``), so only neurons whose float32 potential lies that close to the
+    threshold are summed again in float64 (one exact dot product each); negative
+    weights use float64 throughout.
     """
     check_tensor("fired", fired, 4, "[N, C_in, H, W]")
-    w64 = weight.detach().to(torch.float64)
+    check_tensor("weight", weight, 4, "[C_out, C_in, k, k]")
+    if weight.shape[1] != fired.shape[1]:
+        raise ValueError(
+            f"weight must have C_in={fired.shape[1]} input channels to match fired "
+            f"{tuple(fired.shape)}, got shape {tuple(weight.shape)}"
+        )
+    padding = check_int("padding", padding, minimum=0)
+    weight = weight.detach()
+    if bool((weight < 0).any()):
+        w64 = weight.to(torch.float64)
+        return torch.cat([
+            F.conv2d(part.to(torch.float64), w64, padding=padding) >= threshold
+            for part in fired.split(max(1, chunk))
+        ])
     return torch.cat([
-        F.conv2d(part.to(torch.float64), w64, padding=padding) >= threshold for part in fired.split(max(1, chunk))
+        _fires_float32_checked(part, weight, threshold, padding) for part in fired.split(max(1, chunk))
     ])
+
+
+_UNIT_ROUNDOFF_32 = 2.0 ** -24
+
+
+def _fires_float32_checked(fired: Tensor, weight: Tensor, threshold: float, padding: int) -> Tensor:
+    """:func:`fires_given_inputs` of one chunk: float32 convolution, float64 where unsure.
+
+    A float32 sum of at most ``m = C_in k^2`` non-negative terms is within ``g / (1 - g)``
+    of its exact value relative, ``g = (m - 1) u``; potentials farther than twice that
+    (plus the rounding of ``threshold`` to float32) from the threshold are decided, the
+    rest are summed again exactly.
+    """
+    x = fired.to(torch.float32)
+    potential = F.conv2d(x, weight.to(torch.float32), padding=padding)
+    c_in, k = weight.shape[1], weight.shape[-1]
+    g = (c_in * k * k - 1) * _UNIT_ROUNDOFF_32
+    margin = 2 * g / (1 - g) * abs(threshold) * (1 + 2 * g) + 2 * _UNIT_ROUNDOFF_32 * abs(threshold)
+    out = potential >= threshold
+    unsure = ((potential >= threshold - margin) & (potential <= threshold + margin)).nonzero(as_tuple=True)
+    if unsure[0].numel():
+        sample, channel, y, xx = unsure
+        padded = F.pad(x, (padding,) * 4)
+        offsets = torch.arange(k, device=x.device)
+        rows = (y[:, None] + offsets)[:, None, :, None]
+        cols = (xx[:, None] + offsets)[:, None, None, :]
+        inputs = torch.arange(c_in, device=x.device)[None, :, None, None]
+        patches = padded[sample[:, None, None, None], inputs, rows, cols].to(torch.float64)
+        exact = (patches * weight[channel].to(torch.float64)).flatten(1).sum(dim=1)
+        out[sample, channel, y, xx] = exact >= threshold
+    return out
 
 
 def min_pool_times(times: Tensor, kernel_size: int, stride: int, padding: int = 0) -> Tensor:
@@ -305,6 +442,39 @@ def min_pool_times(times: Tensor, kernel_size: int, stride: int, padding: int = 
     """
     check_tensor("times", times, 4, "[N, C, H, W]")
     return -F.max_pool2d(-times, kernel_size, stride, padding)
+
+
+def max_pool_binary(fired: Tensor, kernel_size: int, stride: int, padding: int = 0) -> Tensor:
+    """Max-pooling of a binary spike map (bool or 0/1 ``[N, C, H, W]``) as a bool map.
+
+    Equals ``F.max_pool2d(fired.float(), kernel_size, stride, padding) > 0`` (padding never
+    fires). Non-overlapping windows (``kernel_size == stride``) are reduced with a reshape
+    on bytes instead of a float pooling.
+    """
+    check_tensor("fired", fired, 4, "[N, C, H, W]")
+    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
+    stride = check_int("stride", stride, minimum=1)
+    padding = check_int("padding", padding, minimum=0)
+    if kernel_size != stride:
+        return F.max_pool2d(fired.to(torch.float32), kernel_size, stride, padding) > 0
+    n, c, height, width = fired.shape
+    out_h = conv_output_size(height, kernel_size, stride, padding)
+    out_w = conv_output_size(width, kernel_size, stride, padding)
+    if min(out_h, out_w) < 1:
+        raise ValueError(
+            f"fired of spatial size {height}x{width} is smaller than a {kernel_size}x{kernel_size} "
+            f"pooling window with padding {padding}"
+        )
+    # windows start at -padding; pad (or crop) the far side to exactly out * kernel_size
+    framed = F.pad(fired.to(torch.uint8), (padding, out_w * kernel_size - width - padding,
+                                           padding, out_h * kernel_size - height - padding))
+    rows = framed[:, :, 0::kernel_size]
+    for offset in range(1, kernel_size):
+        rows = rows | framed[:, :, offset::kernel_size]
+    pooled = rows[..., 0::kernel_size]
+    for offset in range(1, kernel_size):
+        pooled = pooled | rows[..., offset::kernel_size]
+    return pooled.bool()
 
 
 def pad_times(times: Tensor, padding: int) -> Tensor:
