@@ -143,7 +143,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"resumed from {out / CHECKPOINT_FILE} (layer {min(trainer.state.phase, 2)}, "
               f"{sum(trainer.state.images_seen)} images trained)")
     encode_start = time.perf_counter()
-    trainer.input_codes()
+    trainer.layer_inputs(1)
     encode_rate = train_x.shape[0] / max(time.perf_counter() - encode_start, 1e-9)
     try:
         trainer.train()

@@ -25,12 +25,13 @@ import math
 import os
 import signal
 import struct
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -46,6 +47,7 @@ __all__ = [
     "TrainingInterrupted",
     "TrainConfig",
     "LayerwiseTrainer",
+    "SpikeCodeFile",
     "save_checkpoint",
     "load_checkpoint",
 ]
@@ -136,6 +138,59 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: checkpoint payload must be a dict, got {type(payload).__name__}")
     return payload
+
+
+class SpikeCodeFile:
+    """uint8 spike codes ``[N, C, H, W]`` (``255`` = never) of many images, kept in an
+    unnamed temporary file and read back by index, so that holding them costs no memory.
+
+    Parameters
+    ----------
+    chunks : iterable of Tensor
+        uint8 ``[n_i, C, H, W]`` blocks with equal ``C, H, W``, written in order.
+    """
+
+    def __init__(self, chunks: Iterable[Tensor]) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._lock = threading.Lock()
+        self.shape: Tuple[int, ...] = ()
+        self._count = 0
+        for chunk in chunks:
+            check_tensor("chunk", chunk, 4, "[n, C, H, W]")
+            if chunk.dtype != torch.uint8 or (self._count and tuple(chunk.shape[1:]) != self.shape):
+                raise ValueError(f"chunks must be uint8 [n, C, H, W] of one shape, got {chunk.dtype} {tuple(chunk.shape)}")
+            self.shape = tuple(chunk.shape[1:])
+            self._file.write(chunk.contiguous().cpu().numpy().tobytes())
+            self._count += chunk.shape[0]
+        self._file.flush()
+        self._record = math.prod(self.shape)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _read(self, offset: int, size: int) -> bytes:
+        with self._lock:
+            self._file.seek(offset)
+            return self._file.read(size)
+
+    def take(self, indices: Tensor) -> Tensor:
+        """Codes of the images at ``indices`` (1-D int64), in that order."""
+        check_tensor("indices", indices, 1, "[B]")
+        rows = indices.tolist()
+        if rows and (min(rows) < 0 or max(rows) >= self._count):
+            raise ValueError(f"indices must lie in [0, {self._count}), got values outside")
+        if not rows:
+            return torch.empty(0, *self.shape, dtype=torch.uint8)
+        data = b"".join(self._read(row * self._record, self._record) for row in rows)
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(len(rows), *self.shape)
+
+    def chunks(self, size: int) -> Iterator[Tensor]:
+        """All codes in order, ``size`` images at a time."""
+        size = check_int("size", size, minimum=1)
+        for start in range(0, self._count, size):
+            count = min(size, self._count - start)
+            data = self._read(start * self._record, count * self._record)
+            yield torch.frombuffer(bytearray(data), dtype=torch.uint8).view(count, *self.shape)
 
 
 @dataclass
@@ -262,7 +317,7 @@ class LayerwiseTrainer:
         self.state = _Progress()
         self.rng_state = torch.get_rng_state()
         self._fingerprint = _data_fingerprint(images)
-        self._codes: Optional[Tensor] = None
+        self._inputs: Dict[int, SpikeCodeFile] = {}
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> Dict[str, Any]:
@@ -342,25 +397,27 @@ class LayerwiseTrainer:
         self.load_state_dict(load_checkpoint(path), str(path))
 
     # ------------------------------------------------------------------- training
-    def input_codes(self) -> Tensor:
-        """uint8 input spike codes ``[N, 2, H, W]`` of all training images (encoded once,
-        then cached; 255 = never)."""
-        if self._codes is None:
-            steps = self.model.config.time_steps
-            parts = [times_to_codes(self.model.encode(chunk), steps) for chunk in self.images.split(1024)]
-            self._codes = torch.cat(parts)
-        return self._codes
+    def layer_inputs(self, layer: int) -> "SpikeCodeFile":
+        """The spike codes entering ``layer`` for every training image, computed once.
 
-    def _layer_inputs(self, layer: int, device: torch.device) -> Tensor:
-        codes = self.input_codes()
-        if layer == 1:
-            return codes
-        steps = self.model.config.time_steps
-        parts = [
-            times_to_codes(self.model.layer_input(2, codes_to_times(chunk).to(device)).cpu(), steps)
-            for chunk in codes.split(512)
-        ]
-        return torch.cat(parts)
+        Layer 1: the encoded images; layer 2: layer 1's pooled, padded and inhibited
+        output (:meth:`~stdp_plugins.models.kheradpisheh.KheradpishehNet.layer_input`),
+        computed from the current layer-1 weights when first asked for. They are written
+        in chunks to a temporary file (:class:`SpikeCodeFile`), so memory does not grow
+        with the number of images.
+        """
+        if layer not in self._inputs:
+            steps = self.model.config.time_steps
+            device = self.model.conv1.weight.device
+            if layer == 1:
+                chunks = (times_to_codes(self.model.encode(chunk), steps) for chunk in self.images.split(512))
+            else:
+                chunks = (
+                    times_to_codes(self.model.layer_input(2, codes_to_times(chunk).to(device)).cpu(), steps)
+                    for chunk in self.layer_inputs(1).chunks(512)
+                )
+            self._inputs[layer] = SpikeCodeFile(chunks)
+        return self._inputs[layer]
 
     def _order(self, layer: int, epoch: int, n: int) -> Tensor:
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + layer * 10_007 + epoch)
@@ -397,8 +454,8 @@ class LayerwiseTrainer:
         device = model.conv1.weight.device
         threshold = model.config.stdp.convergence_threshold
         started = time.perf_counter()
-        inputs = self._layer_inputs(layer, device)
-        n = inputs.shape[0]
+        inputs = self.layer_inputs(layer)
+        n = len(inputs)
         budget = cfg.epochs[layer - 1]
         bar = None
         if cfg.progress:
@@ -413,7 +470,7 @@ class LayerwiseTrainer:
                 while self.state.position < n:
                     start = self.state.position
                     idx = order[start:start + cfg.batch_size]
-                    layer_input = codes_to_times(inputs[idx]).to(device)
+                    layer_input = codes_to_times(inputs.take(idx)).to(device)
                     metric = model.train_step(layer, layer_input, self.state.images_seen[layer - 1], cfg.reduction)
                     seen = self.state.images_seen[layer - 1] + idx.numel()
                     self._replace("images_seen", layer, seen)

@@ -9,7 +9,8 @@ from stdp_plugins.datasets import embedded_mnist
 from stdp_plugins.learning import STDPLearner
 from stdp_plugins.models.kheradpisheh import KheradpishehNet
 from stdp_plugins.readout import LinearReadout, fit_readout, silent_fraction
-from stdp_plugins.training import LayerwiseTrainer, TrainConfig
+from stdp_plugins.models.spiking import codes_to_times, times_to_codes
+from stdp_plugins.training import LayerwiseTrainer, SpikeCodeFile, TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +156,33 @@ def test_bad_trainer_inputs():
         LayerwiseTrainer(object(), torch.zeros(2, 28, 28, dtype=torch.uint8))
     with pytest.raises(ValueError, match="images"):
         LayerwiseTrainer(KheradpishehNet(), torch.zeros(2, 28, 28))
+
+
+def test_spike_code_file_round_trips_by_index_and_in_chunks():
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 256, (11, 3, 4, 5), generator=g, dtype=torch.uint8)
+    store = SpikeCodeFile(codes.split(4))
+    assert len(store) == 11 and store.shape == (3, 4, 5)
+    order = torch.tensor([10, 0, 3, 3, 7])
+    assert torch.equal(store.take(order), codes[order])
+    assert torch.equal(store.take(torch.tensor([], dtype=torch.int64)), codes[:0])
+    assert torch.equal(torch.cat(list(store.chunks(3))), codes)
+    with pytest.raises(ValueError, match="indices"):
+        store.take(torch.tensor([11]))
+    with pytest.raises(ValueError, match="chunks"):
+        SpikeCodeFile([codes[:2], codes[:2, :, :3]])
+    with pytest.raises(ValueError, match="chunks"):
+        SpikeCodeFile([codes.float()])
+
+
+def test_trainer_keeps_layer_inputs_out_of_memory(data):
+    """The trainer's per-image inputs live in temporary files, equal to encoding on the fly."""
+    net = KheradpishehNet(seed=0)
+    trainer = LayerwiseTrainer(net, data[0][:10], TrainConfig(progress=False, checkpoint_every=0))
+    first = trainer.layer_inputs(1)
+    assert isinstance(first, SpikeCodeFile) and trainer.layer_inputs(1) is first
+    expected = times_to_codes(net.encode(data[0][:10]), 15)
+    assert torch.equal(torch.cat(list(first.chunks(4))), expected)
+    second = trainer.layer_inputs(2)
+    assert torch.equal(codes_to_times(second.take(torch.arange(10))),
+                       net.layer_input(2, codes_to_times(expected)))

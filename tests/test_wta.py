@@ -240,3 +240,16 @@ def test_module_homeostasis_thresholds_decide_firing_and_adapt():
     wta(torch.zeros_like(membrane), membrane, threshold=1.0)
     assert wta.get_thresholds()[0, 0, 0].tolist() == [3.0, 2.0]
     assert wta.get_winner_mask().flatten().tolist() == [True, False]
+
+
+def test_nonzero_indices_equals_torch_nonzero():
+    from stdp_plugins.learning._indexing import nonzero_indices
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(3, 4, 5, 6), (7,), (2, 0, 3)]:
+        mask = torch.rand(shape, generator=g) < 0.2
+        got, expected = nonzero_indices(mask), mask.nonzero(as_tuple=True)
+        assert len(got) == len(expected)
+        assert all(a.dtype == torch.int64 and torch.equal(a, b) for a, b in zip(got, expected))
+    values = torch.tensor([[0.0, 2.0], [1.0, 0.0]])  # non-bool masks: non-zero entries
+    assert [t.tolist() for t in nonzero_indices(values)] == [[0, 1], [1, 0]]

@@ -28,6 +28,7 @@ from ._checks import (
     check_spike_times,
     check_tensor,
 )
+from ._indexing import nonzero_indices
 from .convergence import channel_convergence
 from .timing import _check_geometry, conv_output_size, extract_receptive_field_times, gather_receptive_field_times
 
@@ -243,9 +244,9 @@ def _winner_potentiation(
     """Sample, channel and the 0/1 ``[C_in, k, k]`` potentiation pattern of every winner
     (in ``nonzero`` order: by sample, then channel, then position)."""
     if winner_mask is None:
-        sample, channel, y, x = torch.isfinite(post_spike_times).nonzero(as_tuple=True)
+        sample, channel, y, x = nonzero_indices(torch.isfinite(post_spike_times))
     else:  # a sparse mask: find its entries first, then drop those that never fired
-        sample, channel, y, x = winner_mask.nonzero(as_tuple=True)
+        sample, channel, y, x = nonzero_indices(winner_mask)
         fired = torch.isfinite(post_spike_times[sample, channel, y, x])
         sample, channel, y, x = sample[fired], channel[fired], y[fired], x[fired]
     field = gather_receptive_field_times(pre_spike_times, sample, y, x, kernel_size, stride, padding)

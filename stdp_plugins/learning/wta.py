@@ -39,6 +39,7 @@ from ._checks import (
     check_spike_times,
     check_tensor,
 )
+from ._indexing import nonzero_indices
 from .threshold import AdaptiveThreshold
 from .timing import get_first_spike_times
 
@@ -235,7 +236,7 @@ def _pointwise_winners(spike_times: Tensor, potentials: Tensor) -> Tensor:
 
 def _walk_winners(spike_times: Tensor, potentials: Tensor, mode: WTAMode, radius: int, k: int) -> Tensor:
     """The walk over every spiking neuron (``nonzero`` lists them in flat order)."""
-    candidates = torch.isfinite(spike_times).nonzero(as_tuple=True)
+    candidates = nonzero_indices(torch.isfinite(spike_times))
     return _walk(spike_times, potentials, candidates, mode, radius, k, in_flat_order=True)
 
 

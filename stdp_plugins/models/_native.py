@@ -39,54 +39,81 @@ _SOURCE = r"""
 
 /* in_times  [n][c_in][h][w]   uint8, 255 = never
    weight_t  [c_in][k][k][c_out] float64 (transposed weights)
-   out_times [n][c_out][ho][wo] float32 first-spike step, +inf = never
-   out_pot   [n][c_out][ho][wo] float64, potential at the first spike (0 if never);
-             may be NULL when the potentials are not needed
-   out_best  [n][ho][wo] int32, pointwise inhibition: at each position the channel that
-             fired first, ties to the highest potential, then the lowest channel (-1 when
-             none fired); may be NULL
+   out_times [n][ho][wo][c_out] float32 (channel-last) first-spike step, +inf = never
+   out_pot   [n][ho][wo][c_out] float64 (channel-last) or NULL: potential at the first
+             spike, 0 if never
+   out_best  [n][ho][wo] int32 or NULL, pointwise inhibition: at each position the
+             channel that fired first, ties to the highest potential, then the lowest
+             channel (-1 when none fired)
    out_win   [n][k_winners] int32 or NULL: the learning winners among the pointwise
-             survivors (needs out_best), as flat indices c * ho * wo + y * wo + x in the
-             order accepted, -1 after the last. Survivors are walked by earliest time,
-             highest potential, lowest flat index; one is accepted unless an accepted
-             winner blocks it: mode bit 1 (global) its channel, bit 2 (local) every
-             position within Chebyshev distance `radius`.
-   Potentials are accumulated channel-last ([ho][wo][c_out]); outputs are written when a
-   neuron fires. Returns 0, or -1 when out of memory. */
+             survivors, as flat indices c * ho * wo + y * wo + x in the order accepted, -1
+             after the last. Survivors are walked by earliest time, highest potential,
+             lowest flat index; one is accepted unless an accepted winner blocks it: mode
+             bit 1 (global) its channel, bit 2 (local) every position within Chebyshev
+             distance `radius`.
+   scratch   working memory of first_spike_conv_scratch() bytes, reused between calls
+             (allocated here when NULL or too small)
+   Potentials are accumulated channel-last, like the outputs, so that the threshold test
+   of a position is one vectorised pass over its channels. Returns 0, or -1 when out of
+   memory. */
+static void *take(char *base, long *offset, long bytes)
+{
+    void *block = base + *offset;
+    *offset += (bytes + 63) / 64 * 64;
+    return block;
+}
+
+/* Bytes of working memory first_spike_conv needs (one image at a time). */
+long first_spike_conv_scratch(int c_in, int h, int w, int c_out, int ho, int wo, int time_steps)
+{
+    const long n_in = (long)c_in * h * w, n_pos = (long)ho * wo, n_out = n_pos * c_out;
+    const long sizes[11] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
+                            4 * n_pos, 4 * n_pos, n_out, n_pos, c_out};
+    long total = 0;
+    for (int i = 0; i < 11; ++i) total += (sizes[i] + 63) / 64 * 64;
+    return total;
+}
+
 int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                      int c_out, int k, int pad, const double *weight_t,
                      double threshold, int time_steps, int ho, int wo,
                      float *out_times, double *out_pot, int32_t *out_best,
-                     int k_winners, int radius, int mode, int32_t *out_win)
+                     int k_winners, int radius, int mode, int32_t *out_win,
+                     void *scratch, long scratch_bytes)
 {
     const long n_in = (long)c_in * h * w;
     const long n_pos = (long)ho * wo;
     const long n_out = n_pos * c_out;
-    double *pot = (double *)malloc(sizeof(double) * (n_out > 0 ? n_out : 1));
-    uint8_t *fired = (uint8_t *)malloc(n_out > 0 ? n_out : 1);
-    int *events = (int *)malloc(sizeof(int) * (n_in > 0 ? n_in : 1));
-    int *start = (int *)malloc(sizeof(int) * (time_steps + 1));
-    int *mark = (int *)malloc(sizeof(int) * (n_pos > 0 ? n_pos : 1));
-    int *touched = (int *)malloc(sizeof(int) * (n_pos > 0 ? n_pos : 1));
-    double *best_pot = (double *)malloc(sizeof(double) * (n_pos > 0 ? n_pos : 1));
-    uint8_t *blocked_pos = (uint8_t *)malloc(n_pos > 0 ? n_pos : 1);
-    uint8_t *blocked_ch = (uint8_t *)malloc(c_out > 0 ? c_out : 1);
-    if (!pot || !fired || !events || !start || !mark || !touched || !best_pot || !blocked_pos || !blocked_ch) {
-        free(pot); free(fired); free(events); free(start); free(mark); free(touched); free(best_pot);
-        free(blocked_pos); free(blocked_ch);
-        return -1;
+    char *owned = 0;
+    char *base = (char *)scratch;
+    const long need = first_spike_conv_scratch(c_in, h, w, c_out, ho, wo, time_steps);
+    if (!base || scratch_bytes < need) {
+        owned = (char *)malloc(need);
+        if (!owned) return -1;
+        base = owned;
     }
+    /* scratch layout: blocks rounded up to 64 bytes, in the order of the sizes above */
+    long offset = 0;
+    double *pot = (double *)take(base, &offset, sizeof(double) * n_out);
+    double *survivor_pot = (double *)take(base, &offset, sizeof(double) * n_pos);
+    int *events = (int *)take(base, &offset, sizeof(int) * n_in);
+    int *start = (int *)take(base, &offset, sizeof(int) * (time_steps + 1L));
+    int *mark = (int *)take(base, &offset, sizeof(int) * n_pos);
+    int *touched = (int *)take(base, &offset, sizeof(int) * n_pos);
+    int32_t *survivor = (int32_t *)take(base, &offset, sizeof(int32_t) * n_pos);
+    float *survivor_t = (float *)take(base, &offset, sizeof(float) * n_pos);
+    uint8_t *fired = (uint8_t *)take(base, &offset, n_out);
+    uint8_t *blocked_pos = (uint8_t *)take(base, &offset, n_pos);
+    uint8_t *blocked_ch = (uint8_t *)take(base, &offset, c_out);
     for (int img = 0; img < n; ++img) {
         const uint8_t *tin = in_times + (long)img * n_in;
         float *tout = out_times + (long)img * n_out;
         double *pout = out_pot ? out_pot + (long)img * n_out : 0;
-        int32_t *bout = out_best ? out_best + (long)img * n_pos : 0;
         memset(pot, 0, sizeof(double) * n_out);
         memset(fired, 0, n_out);
         for (long i = 0; i < n_out; ++i) tout[i] = INFINITY;
         if (pout) memset(pout, 0, sizeof(double) * n_out);
-        if (bout) for (long p = 0; p < n_pos; ++p) bout[p] = -1;
-        for (long p = 0; p < n_pos; ++p) mark[p] = -1;
+        for (long p = 0; p < n_pos; ++p) { mark[p] = -1; survivor[p] = -1; }
         /* counting sort of the input spikes by time (stable: flat index order) */
         for (int t = 0; t <= time_steps; ++t) start[t] = 0;
         for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) start[tin[i] + 1]++;
@@ -98,6 +125,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
         int begin = 0;
         for (int t = 0; t < time_steps; ++t) {
             const int end = start[t + 1];
+            const float now_t = (float)t;
             int n_touched = 0;
             for (int e = begin; e < end; ++e) {
                 const int i = events[e];
@@ -116,54 +144,58 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                     }
                 }
             }
-            /* neurons of the touched positions that cross the threshold now fire; scanning
-               channels upwards, a strictly higher potential takes the position's survivor */
+            /* neurons of the touched positions that reach the threshold now fire: one
+               branch-free pass per position marks them and writes their time */
             for (int j = 0; j < n_touched; ++j) {
                 const long p = touched[j];
                 const double *restrict pp = pot + p * c_out;
                 uint8_t *restrict fp = fired + p * c_out;
-                int crossed = 0; /* branch-free (vectorised) test first: most positions have none */
-                for (int o = 0; o < c_out; ++o) crossed |= (pp[o] >= threshold) & (fp[o] == 0);
-                if (!crossed) continue;
+                float *restrict tp = tout + p * c_out;
+                int crossed = 0;
                 for (int o = 0; o < c_out; ++o) {
-                    if (fp[o] || pp[o] < threshold) continue;
-                    fp[o] = 1;
-                    tout[(long)o * n_pos + p] = (float)t;
-                    if (pout) pout[(long)o * n_pos + p] = pp[o];
-                    if (bout) {
-                        const int b = bout[p];
-                        if (b < 0) { bout[p] = o; best_pot[p] = pp[o]; }
-                        else if (tout[(long)b * n_pos + p] == (float)t && pp[o] > best_pot[p]) {
-                            bout[p] = o; best_pot[p] = pp[o];
-                        }
-                    }
+                    const int fires = (pp[o] >= threshold) & (fp[o] == 0);
+                    crossed |= fires;
+                    fp[o] |= (uint8_t)fires;
+                    tp[o] = fires ? now_t : tp[o];
+                }
+                if (!crossed) continue;
+                if (pout) {
+                    double *restrict po = pout + p * c_out;
+                    for (int o = 0; o < c_out; ++o) po[o] = tp[o] == now_t ? pp[o] : po[o];
+                }
+                if (survivor[p] < 0) {
+                    /* first spikes at this position: the highest potential among them
+                       survives, ties to the lowest channel */
+                    int best = -1;
+                    for (int o = 0; o < c_out; ++o)
+                        if (tp[o] == now_t && (best < 0 || pp[o] > pp[best])) best = o;
+                    survivor[p] = best; survivor_t[p] = now_t; survivor_pot[p] = pp[best];
                 }
             }
             begin = end;
         }
-        if (out_win && bout) {
+        if (out_best) memcpy(out_best + (long)img * n_pos, survivor, sizeof(int32_t) * n_pos);
+        if (out_win) {
             int32_t *wout = out_win + (long)img * k_winners;
             memset(blocked_pos, 0, n_pos);
             memset(blocked_ch, 0, c_out);
             for (int i = 0; i < k_winners; ++i) wout[i] = -1;
             for (int i = 0; i < k_winners; ++i) {
                 long best = -1, best_flat = 0;
-                float best_t = 0.0f;
-                double best_p = 0.0;
                 for (long p = 0; p < n_pos; ++p) {
-                    const int c = bout[p];
+                    const int c = survivor[p];
                     if (c < 0 || blocked_pos[p] || blocked_ch[c]) continue;
-                    const float t = tout[(long)c * n_pos + p];
                     const long flat = (long)c * n_pos + p;
-                    if (best < 0 || t < best_t || (t == best_t && (best_pot[p] > best_p
-                            || (best_pot[p] == best_p && flat < best_flat)))) {
-                        best = p; best_flat = flat; best_t = t; best_p = best_pot[p];
+                    if (best < 0 || survivor_t[p] < survivor_t[best]
+                            || (survivor_t[p] == survivor_t[best] && (survivor_pot[p] > survivor_pot[best]
+                                || (survivor_pot[p] == survivor_pot[best] && flat < best_flat)))) {
+                        best = p; best_flat = flat;
                     }
                 }
                 if (best < 0) break;
                 wout[i] = (int32_t)best_flat;
                 blocked_pos[best] = 1; /* a position's only survivor is now taken */
-                if (mode & 1) blocked_ch[bout[best]] = 1;
+                if (mode & 1) blocked_ch[survivor[best]] = 1;
                 if (mode & 2) {
                     const int by = (int)(best / wo), bx = (int)(best % wo);
                     for (int y = by - radius; y <= by + radius; ++y) {
@@ -175,8 +207,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
             }
         }
     }
-    free(pot); free(fired); free(events); free(start); free(mark); free(touched); free(best_pot);
-    free(blocked_pos); free(blocked_ch);
+    free(owned);
     return 0;
 }
 """
@@ -253,6 +284,10 @@ def native_library() -> Optional[ctypes.CDLL]:
             ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_int,
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
             ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+            ctypes.c_void_p, ctypes.c_long,
         ]
+        scratch = library.first_spike_conv_scratch
+        scratch.restype = ctypes.c_long
+        scratch.argtypes = [ctypes.c_int] * 7
         _library = library
         return _library

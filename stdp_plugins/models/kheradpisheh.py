@@ -205,6 +205,7 @@ class KheradpishehNet(nn.Module):
         generator = torch.Generator().manual_seed(check_int("seed", seed))
         self.conv1 = self._conv(config.layer1, learner, generator)
         self.conv2 = self._conv(config.layer2, learner, generator)
+        self._scratch_times: Optional[Tensor] = None
 
     @staticmethod
     def _conv(spec: LayerSpec, learner: STDPLearner, generator: torch.Generator) -> nn.Conv2d:
@@ -288,12 +289,21 @@ class KheradpishehNet(nn.Module):
         spec = self.spec(layer)
         return survivor_winners(times, potentials, survivor, WTAMode.BOTH, spec.radius, spec.k_winners)
 
-    def forward_winners(self, layer: int, layer_input: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward_winners(self, layer: int, layer_input: Tensor, out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """First-spike times of ``layer`` and its learning winners in one pass.
 
         Equal to :meth:`layer_forward` followed by :meth:`select_winners`
         (:func:`.spiking.first_spike_conv_winners`); on the CPU the event-driven kernel
         selects the winners of each image as it finishes it.
+
+        Parameters
+        ----------
+        layer : int
+            1 or 2.
+        layer_input : Tensor
+            ``[N, C_in, H, W]`` spike times (see :meth:`layer_input`).
+        out : Tensor, optional
+            Reusable buffer for the times (see :func:`.spiking.first_spike_conv_winners`).
 
         Returns
         -------
@@ -303,7 +313,7 @@ class KheradpishehNet(nn.Module):
         spec = self.spec(layer)
         return first_spike_conv_winners(
             layer_input, self.weight(layer), spec.threshold, spec.padding, self.config.time_steps,
-            WTAMode.BOTH, spec.radius, spec.k_winners, self.method,
+            WTAMode.BOTH, spec.radius, spec.k_winners, self.method, out,
         )
 
     def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
@@ -350,10 +360,23 @@ class KheradpishehNet(nn.Module):
         :meth:`forward_winners`, then :meth:`learn` with the rates of
         :meth:`learning_rates` after ``images_seen`` images of this layer.
         """
-        times, winners = self.forward_winners(layer, layer_input)
+        times, winners = self.forward_winners(layer, layer_input, self._times_buffer(layer_input))
         lr_plus, lr_minus = self.learning_rates(layer, images_seen)
         self.learn(layer, layer_input, times, winners, lr_plus, lr_minus, reduction)
         return self.convergence(layer)
+
+    def _times_buffer(self, layer_input: Tensor) -> Optional[Tensor]:
+        """A float32 buffer that :meth:`train_step` reuses for the first-spike times (CPU
+        only), large enough for either layer's output on this batch."""
+        if layer_input.device.type != "cpu":
+            return None
+        cfg = self.config
+        n, _, height, width = layer_input.shape
+        pad = max(cfg.layer1.padding, cfg.layer2.padding)  # outputs are at most (H + 2p) x (W + 2p)
+        size = n * max(cfg.layer1.out_channels, cfg.layer2.out_channels) * (height + 2 * pad) * (width + 2 * pad)
+        if self._scratch_times is None or self._scratch_times.numel() < size:
+            self._scratch_times = torch.empty(size, dtype=torch.float32)
+        return self._scratch_times
 
     def convergence(self, layer: int) -> float:
         """Kheradpisheh's convergence metric of a layer's weights, ``mean(w (1 - w))``."""

@@ -20,6 +20,7 @@ weights in float64, which are exact, so both paths agree bit for bit.
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Tuple
 
@@ -29,6 +30,7 @@ from torch import Tensor
 
 from ..learning import WTAMode, select_winners, select_winners_among
 from ..learning._checks import check_enum, check_float, check_int, check_spike_times, check_tensor
+from ..learning._indexing import nonzero_indices
 from ..learning.timing import conv_output_size
 from ._native import NEVER, native_library
 
@@ -166,9 +168,42 @@ def event_first_spike_conv(
     times, pots, survivor, _ = _run_event_kernel(
         in_times, weight, threshold, padding, time_steps, potentials, pointwise, None
     )
+    times = times.contiguous()
+    pots = pots.contiguous() if pots is not None else None
     if pointwise:
         return times, pots, survivor.to(torch.int64)
     return times, pots
+
+
+_pool_lock = threading.Lock()
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+
+
+def _worker_pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool of at least ``workers`` threads, kept between calls (starting threads
+    for every batch would cost more than a small batch's work). The C kernel runs without
+    the GIL, so the threads run in parallel."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="stdp-plugins"), workers
+        return _pool
+
+
+_thread_state = threading.local()
+
+
+def _thread_scratch(nbytes: int) -> Tensor:
+    """This thread's working memory for the C kernel, at least ``nbytes``, kept between
+    calls so that small batches do not pay for fresh pages."""
+    buffer = getattr(_thread_state, "scratch", None)
+    if buffer is None or buffer.numel() < nbytes:
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        _thread_state.scratch = buffer
+    return buffer
 
 
 def _run_event_kernel(
@@ -180,12 +215,14 @@ def _run_event_kernel(
     potentials: bool,
     pointwise: bool,
     winners: Optional[Tuple[WTAMode, int, int]],
+    out: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """Run the C kernel over the batch, split across torch's threads.
 
-    Returns times, potentials (or ``None``), int32 survivors (or ``None``) and, when
-    ``winners = (mode, radius, k)`` is given, the int32 ``[N, k]`` flat indices of the
-    learning winners (``-1`` padded).
+    Returns times and potentials (or ``None``) as ``[N, C, H, W]`` views of the kernel's
+    channel-last arrays, int32 survivors (or ``None``) and, when ``winners = (mode,
+    radius, k)`` is given, the int32 ``[N, k]`` flat indices of the learning winners
+    (``-1`` padded). ``out``: see :func:`first_spike_conv_winners`.
     """
     threshold, padding, time_steps, (out_h, out_w) = _check_layer(in_times, weight, threshold, padding, time_steps)
     if in_times.device.type != "cpu":
@@ -197,8 +234,17 @@ def _run_event_kernel(
     c_out, k = weight.shape[0], weight.shape[-1]
     codes = times_to_codes(in_times, time_steps).contiguous()
     weight_t = weight.detach().to(torch.float64).permute(1, 2, 3, 0).contiguous()
-    out_times = torch.empty(n, c_out, out_h, out_w, dtype=torch.float32)
-    out_pot = torch.empty(n, c_out, out_h, out_w, dtype=torch.float64) if potentials else None
+    size = n * out_h * out_w * c_out
+    if out is None:
+        out_times = torch.empty(n, out_h, out_w, c_out, dtype=torch.float32)
+    elif out.dtype != torch.float32 or out.device.type != "cpu" or not out.is_contiguous() or out.numel() < size:
+        raise ValueError(
+            f"out must be a contiguous float32 CPU tensor of at least {size} elements, "
+            f"got {out.dtype} {tuple(out.shape)} on {out.device}"
+        )
+    else:
+        out_times = out.view(-1)[:size].view(n, out_h, out_w, c_out)
+    out_pot = torch.empty(n, out_h, out_w, c_out, dtype=torch.float64) if potentials else None
     out_best = torch.empty(n, out_h, out_w, dtype=torch.int32) if pointwise or winners else None
     mode_bits, radius, k_winners = 0, 0, 0
     out_win = None
@@ -210,14 +256,17 @@ def _run_event_kernel(
     def pointer(tensor: Optional[Tensor], row: int) -> Optional[int]:
         return tensor[row].data_ptr() if tensor is not None else None
 
+    scratch_bytes = library.first_spike_conv_scratch(c_in, height, width, c_out, out_h, out_w, time_steps)
+
     def run(lo: int, hi: int) -> int:
         if hi <= lo:
             return 0
+        scratch = _thread_scratch(scratch_bytes)
         return library.first_spike_conv(
             hi - lo, c_in, height, width, codes[lo].data_ptr(), c_out, k, padding,
             weight_t.data_ptr(), threshold, time_steps, out_h, out_w,
             out_times[lo].data_ptr(), pointer(out_pot, lo), pointer(out_best, lo),
-            k_winners, radius, mode_bits, pointer(out_win, lo),
+            k_winners, radius, mode_bits, pointer(out_win, lo), scratch.data_ptr(), scratch.numel(),
         )
 
     workers = max(1, min(torch.get_num_threads(), n))
@@ -225,11 +274,12 @@ def _run_event_kernel(
     if workers == 1:
         status = [run(0, n)]
     else:
-        with ThreadPoolExecutor(workers) as pool:
-            status = list(pool.map(run, bounds[:-1], bounds[1:]))
+        status = list(_worker_pool(workers).map(run, bounds[:-1], bounds[1:]))
     if any(s != 0 for s in status):
         raise MemoryError("the event-driven kernel could not allocate its buffers")
-    return out_times, out_pot, out_best, out_win
+    channels_first = (0, 3, 1, 2)
+    out_pot = out_pot.permute(channels_first) if out_pot is not None else None
+    return out_times.permute(channels_first), out_pot, out_best, out_win
 
 
 def _resolve_method(method: str, in_times: Tensor) -> str:
@@ -310,7 +360,7 @@ def survivor_winners(
     with the survivors of :func:`first_spike_conv_pointwise` (``survivor``, ``-1`` = none)
     as candidates; returns a bool mask shaped like ``times``."""
     check_tensor("survivor", survivor, 3, "[N, H_out, W_out]")
-    sample, y, x = (survivor >= 0).nonzero(as_tuple=True)
+    sample, y, x = nonzero_indices(survivor >= 0)
     candidates = (sample, survivor[sample, y, x], y, x)
     return select_winners_among(times, potentials, candidates, mode, radius, k_winners)
 
@@ -325,6 +375,7 @@ def first_spike_conv_winners(
     radius: int,
     k_winners: int,
     method: str = "auto",
+    out: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """First-spike times and the learning winners of a layer.
 
@@ -340,6 +391,18 @@ def first_spike_conv_winners(
         Float32 ``[N, C_out, H_out, W_out]``, ``inf`` = silent.
     winners : Tensor
         Bool mask shaped like ``times``.
+
+    Other Parameters
+    ----------------
+    out : Tensor, optional
+        Event-driven path only: a contiguous float32 CPU tensor of at least
+        ``N * H_out * W_out * C_out`` elements that receives the times, so that repeated
+        calls reuse its pages instead of faulting in fresh ones; ``times`` is then a view
+        of it, overwritten by the next call that uses it.
+
+    Notes
+    -----
+    On the event-driven path ``times`` is a channels-last view (the kernel's layout).
     """
     mode = check_enum("mode", mode, WTAMode)
     radius = check_int("radius", radius, minimum=0)
@@ -350,10 +413,10 @@ def first_spike_conv_winners(
         )
         return times, survivor_winners(times, potentials, survivor, mode, radius, k_winners)
     times, _, _, flat = _run_event_kernel(
-        in_times, weight, threshold, padding, time_steps, False, False, (mode, radius, k_winners)
+        in_times, weight, threshold, padding, time_steps, False, False, (mode, radius, k_winners), out
     )
     winners = torch.zeros(times.shape[0], times[0].numel(), dtype=torch.bool)
-    sample, slot = (flat >= 0).nonzero(as_tuple=True)
+    sample, slot = nonzero_indices(flat >= 0)
     winners[sample, flat[sample, slot].to(torch.int64)] = True
     return times, winners.view(times.shape)
 
@@ -421,7 +484,7 @@ def _fires_float32_checked(fired: Tensor, weight: Tensor, threshold: float, padd
     g = (c_in * k * k - 1) * _UNIT_ROUNDOFF_32
     margin = 2 * g / (1 - g) * abs(threshold) * (1 + 2 * g) + 2 * _UNIT_ROUNDOFF_32 * abs(threshold)
     out = potential >= threshold
-    unsure = ((potential >= threshold - margin) & (potential <= threshold + margin)).nonzero(as_tuple=True)
+    unsure = nonzero_indices((potential >= threshold - margin) & (potential <= threshold + margin))
     if unsure[0].numel():
         sample, channel, y, xx = unsure
         padded = F.pad(x, (padding,) * 4)
