@@ -2,12 +2,16 @@
 
 from _common import BaselineNet, KheradpishehNet, TrainConfig, parser, rate, report, setup, train_images
 
+from stdp_plugins.models.spiking import kernel_threads
+
 
 def train_ours(net, inputs, batch_size):
+    """The trainer's loop: train_step on every batch, with the threads given to the kernel."""
     seen = 0
-    for x in inputs.split(batch_size):
-        net.train_step(1, x, seen, TrainConfig.reduction)
-        seen += x.shape[0]
+    with kernel_threads():
+        for x in inputs.split(batch_size):
+            net.train_step(1, x, seen, TrainConfig.reduction)
+            seen += x.shape[0]
     return seen
 
 

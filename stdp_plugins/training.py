@@ -39,7 +39,7 @@ from torch import Tensor
 from .kernels import REDUCTIONS
 from .learning._checks import check_int, check_tensor
 from .models.kheradpisheh import KheradpishehNet
-from .models.spiking import codes_to_times, times_to_codes
+from .models.spiking import codes_to_times, kernel_threads, times_to_codes
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -442,7 +442,8 @@ class LayerwiseTrainer:
             On Ctrl-C, after saving a checkpoint at the end of the current batch.
         """
         torch.set_rng_state(self.rng_state)
-        with _sigint_flag() as flag:
+        # many small steps: torch's ops run in this thread, the C kernel gets the threads
+        with _sigint_flag() as flag, kernel_threads():
             for layer in (1, 2):
                 if self.state.phase == layer:
                     self._train_layer(layer, flag)

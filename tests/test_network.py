@@ -19,6 +19,7 @@ from stdp_plugins.models.spiking import (
     first_spike_conv_pointwise,
     first_spike_conv_winners,
     fires_given_inputs,
+    kernel_threads,
     max_pool_binary,
     min_pool_times,
     native_available,
@@ -278,3 +279,21 @@ def test_network_shapes_and_init():
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises((ValueError, TypeError), match=name):
         call()
+
+
+@needs_native
+def test_kernel_threads_gives_torch_threads_to_the_kernel(digits):
+    net = KheradpishehNet(seed=0)
+    x = net.encode(digits[:9])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    expected = net.forward_winners(1, x)
+    try:
+        torch.set_num_threads(2)
+        with kernel_threads() as workers:
+            assert workers == 2 and torch.get_num_threads() == 1
+            split = net.forward_winners(1, x)  # images split over two kernel workers
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    assert all(torch.equal(a, b) for a, b in zip(split, expected))

@@ -403,17 +403,24 @@ def sequential_stdp_update_(
     fraction.index_add_(0, step_of, potentiates)
     fraction /= wins.to(weights.dtype)[:, None, None, None]
     step_channel = steps % c_out  # steps are sorted by sample, then channel
+    # rank of each step among its channel's steps; then order the steps by rank (stable,
+    # so a rank keeps the channel order) to apply each rank as one slice
     by_channel = torch.argsort(step_channel, stable=True)
     first_of_channel = torch.searchsorted(step_channel[by_channel], step_channel[by_channel])
     rank = torch.empty_like(by_channel)
     rank[by_channel] = torch.arange(by_channel.numel(), device=rank.device) - first_of_channel
+    by_rank = torch.argsort(rank, stable=True)
+    channel_of = step_channel[by_rank]
+    signed_rate = (lr_plus + lr_minus) * fraction[by_rank] - lr_minus  # as in _delta_from_fraction
+    ends = torch.bincount(rank).cumsum(0).tolist() if rank.numel() else []
     with torch.no_grad():
-        for r in range(int(rank.max()) + 1 if rank.numel() else 0):
-            now = rank == r
-            chosen = step_channel[now]
+        begin = 0
+        for end in ends:
+            chosen = channel_of[begin:end]
             current = weights[chosen]
-            delta = _delta_from_fraction(current, fraction[now], lr_plus, lr_minus, variant, weight_min, weight_max)
-            weights[chosen] = (current + delta).clamp_(weight_min, weight_max)
+            factor = stdp_weight_factor(current, variant, weight_min, weight_max)
+            weights[chosen] = (current + factor * signed_rate[begin:end]).clamp_(weight_min, weight_max)
+            begin = end
     return weights
 
 

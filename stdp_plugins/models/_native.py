@@ -67,10 +67,10 @@ static void *take(char *base, long *offset, long bytes)
 long first_spike_conv_scratch(int c_in, int h, int w, int c_out, int ho, int wo, int time_steps)
 {
     const long n_in = (long)c_in * h * w, n_pos = (long)ho * wo, n_out = n_pos * c_out;
-    const long sizes[11] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
-                            4 * n_pos, 4 * n_pos, n_out, n_pos, c_out};
+    const long sizes[10] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
+                            4 * n_pos, 4 * n_pos, n_pos, c_out};
     long total = 0;
-    for (int i = 0; i < 11; ++i) total += (sizes[i] + 63) / 64 * 64;
+    for (int i = 0; i < 10; ++i) total += (sizes[i] + 63) / 64 * 64;
     return total;
 }
 
@@ -102,7 +102,6 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
     int *touched = (int *)take(base, &offset, sizeof(int) * n_pos);
     int32_t *survivor = (int32_t *)take(base, &offset, sizeof(int32_t) * n_pos);
     float *survivor_t = (float *)take(base, &offset, sizeof(float) * n_pos);
-    uint8_t *fired = (uint8_t *)take(base, &offset, n_out);
     uint8_t *blocked_pos = (uint8_t *)take(base, &offset, n_pos);
     uint8_t *blocked_ch = (uint8_t *)take(base, &offset, c_out);
     for (int img = 0; img < n; ++img) {
@@ -110,7 +109,6 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
         float *tout = out_times + (long)img * n_out;
         double *pout = out_pot ? out_pot + (long)img * n_out : 0;
         memset(pot, 0, sizeof(double) * n_out);
-        memset(fired, 0, n_out);
         for (long i = 0; i < n_out; ++i) tout[i] = INFINITY;
         if (pout) memset(pout, 0, sizeof(double) * n_out);
         for (long p = 0; p < n_pos; ++p) { mark[p] = -1; survivor[p] = -1; }
@@ -149,14 +147,13 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
             for (int j = 0; j < n_touched; ++j) {
                 const long p = touched[j];
                 const double *restrict pp = pot + p * c_out;
-                uint8_t *restrict fp = fired + p * c_out;
                 float *restrict tp = tout + p * c_out;
+                /* a neuron fires now if it reached the threshold and has no time yet */
                 int crossed = 0;
                 for (int o = 0; o < c_out; ++o) {
-                    const int fires = (pp[o] >= threshold) & (fp[o] == 0);
-                    crossed |= fires;
-                    fp[o] |= (uint8_t)fires;
-                    tp[o] = fires ? now_t : tp[o];
+                    const float candidate = pp[o] >= threshold ? now_t : INFINITY;
+                    crossed |= candidate < tp[o];
+                    tp[o] = candidate < tp[o] ? candidate : tp[o];
                 }
                 if (!crossed) continue;
                 if (pout) {

@@ -34,6 +34,7 @@ from ..kernels import fused_winner_update
 from ..learning import STDPConfig, STDPLearner, WTAMode, select_winners
 from ..learning._checks import check_float, check_int, check_tensor
 from .spiking import (
+    first_spike_conv,
     first_spike_conv_pointwise,
     first_spike_conv_winners,
     fires_at_all,
@@ -268,7 +269,11 @@ class KheradpishehNet(nn.Module):
         """
         if self.spec(layer) is self.config.layer1:
             return input_times
-        times, _, _ = self.layer_forward(1, input_times)
+        spec = self.config.layer1
+        times, _ = first_spike_conv(
+            input_times, self.conv1.weight, spec.threshold, spec.padding, self.config.time_steps, self.method,
+            potentials=False,
+        )
         pooled = pad_times(self._pool(times), self.config.inter_padding)
         return torch.where(select_winners(pooled, None, WTAMode.LOCAL, 0), pooled, math.inf)
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Tuple
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,7 @@ __all__ = [
     "event_first_spike_conv",
     "fires_at_all",
     "fires_given_inputs",
+    "kernel_threads",
     "min_pool_times",
     "max_pool_binary",
     "pad_times",
@@ -193,6 +196,29 @@ def _worker_pool(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
+_kernel_workers: ContextVar[Optional[int]] = ContextVar("stdp_plugins_kernel_workers", default=None)
+
+
+@contextmanager
+def kernel_threads() -> Iterator[int]:
+    """Give torch's threads to the event-driven kernel for a loop of small steps.
+
+    Inside the block torch runs its own operations in the calling thread
+    (``torch.set_num_threads(1)``) and the C kernel splits each batch over the threads
+    torch had, which the block yields. Small batches otherwise gain nothing from a second
+    core: after every small torch operation its OpenMP threads keep spinning for a while
+    and occupy the core the kernel's second worker needs.
+    """
+    threads = torch.get_num_threads()
+    token = _kernel_workers.set(threads)
+    torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(threads)
+        _kernel_workers.reset(token)
+
+
 _thread_state = threading.local()
 
 
@@ -269,7 +295,7 @@ def _run_event_kernel(
             k_winners, radius, mode_bits, pointer(out_win, lo), scratch.data_ptr(), scratch.numel(),
         )
 
-    workers = max(1, min(torch.get_num_threads(), n))
+    workers = max(1, min(_kernel_workers.get() or torch.get_num_threads(), n))
     bounds = [round(i * n / workers) for i in range(workers + 1)]
     if workers == 1:
         status = [run(0, n)]
@@ -299,7 +325,8 @@ def first_spike_conv(
     padding: int = 0,
     time_steps: int = 15,
     method: str = "auto",
-) -> Tuple[Tensor, Tensor]:
+    potentials: bool = True,
+) -> Tuple[Tensor, Optional[Tensor]]:
     """First-spike times and potentials of a layer of at-most-once IF neurons.
 
     Parameters
@@ -309,17 +336,20 @@ def first_spike_conv(
     method : {"auto", "event", "dense"}
         ``"event"``: the event-driven CPU kernel; ``"dense"``: a convolution per time
         step; ``"auto"``: event-driven on the CPU when the kernel is available, else dense.
+    potentials : bool
+        ``False`` returns ``None`` instead of the potentials (the kernel then skips them).
 
     Returns
     -------
     times : Tensor
         Float32 ``[N, C_out, H_out, W_out]``, ``inf`` = silent.
-    potentials : Tensor
+    potentials : Tensor or None
         Float64 potential at the first spike, 0 for silent neurons.
     """
     if _resolve_method(method, in_times) == "event":
-        return event_first_spike_conv(in_times, weight, threshold, padding, time_steps)
-    return dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
+        return event_first_spike_conv(in_times, weight, threshold, padding, time_steps, potentials)
+    times, pots = dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
+    return times, pots if potentials else None
 
 
 def first_spike_conv_pointwise(
