@@ -160,7 +160,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                     double *restrict po = pout + p * c_out;
                     for (int o = 0; o < c_out; ++o) po[o] = tp[o] == now_t ? pp[o] : po[o];
                 }
-                if (survivor[p] < 0) {
+                if ((out_best || out_win) && survivor[p] < 0) {
                     /* first spikes at this position: the highest potential among them
                        survives, ties to the lowest channel */
                     int best = -1;

@@ -470,8 +470,10 @@ def fires_given_inputs(
     """Bool ``[N, C_out, H_out, W_out]``: which neurons reach ``threshold`` once every input
     marked in ``fired`` (bool or 0/1 ``[N, C_in, H, W]``) has spiked.
 
-    The decision is the one of exact float64 sums of the float32 weights. With
-    non-negative weights a float32 convolution decides it first: a float32 sum of ``m``
+    The decision is the one of exact float64 sums of the float32 weights. On the CPU the
+    event-driven kernel computes them (one time step, every marked input at once; work
+    proportional to the active inputs, which trained layers make sparse). Elsewhere, with
+    non-negative weights, a float32 convolution decides first: a float32 sum of ``m``
     non-negative terms is within ``(m - 1) u / (1 - (m - 1) u)`` of its value relative
     (``u = 2**-24``), so only neurons whose float32 potential lies that close to the
     threshold are summed again in float64 (one exact dot product each); negative
@@ -486,7 +488,14 @@ def fires_given_inputs(
         )
     padding = check_int("padding", padding, minimum=0)
     weight = weight.detach()
-    if bool((weight < 0).any()):
+    negative = bool((weight < 0).any())
+    if not negative and threshold > 0 and fired.device.type == "cpu" and native_available():
+        return torch.cat([
+            _run_event_kernel(torch.where(part.bool(), 0.0, math.inf), weight, threshold, padding, 1,
+                              False, False, None)[0].isfinite()
+            for part in fired.split(max(1, chunk))
+        ])
+    if negative:
         w64 = weight.to(torch.float64)
         return torch.cat([
             F.conv2d(part.to(torch.float64), w64, padding=padding) >= threshold
@@ -503,18 +512,22 @@ _UNIT_ROUNDOFF_32 = 2.0 ** -24
 def _fires_float32_checked(fired: Tensor, weight: Tensor, threshold: float, padding: int) -> Tensor:
     """:func:`fires_given_inputs` of one chunk: float32 convolution, float64 where unsure.
 
-    A float32 sum of at most ``m = C_in k^2`` non-negative terms is within ``g / (1 - g)``
-    of its exact value relative, ``g = (m - 1) u``; potentials farther than twice that
-    (plus the rounding of ``threshold`` to float32) from the threshold are decided, the
-    rest are summed again exactly.
+    A float32 sum of ``m`` non-negative terms is within ``g / (1 - g)`` of its exact value
+    relative, ``g = (m - 1) u``; ``m`` is the number of active inputs in the neuron's
+    window (a single term is exact). Potentials farther than twice that, plus twice the
+    rounding of ``threshold`` to float32, from the threshold are decided; the rest are
+    summed again exactly.
     """
     x = fired.to(torch.float32)
     potential = F.conv2d(x, weight.to(torch.float32), padding=padding)
     c_in, k = weight.shape[1], weight.shape[-1]
-    g = (c_in * k * k - 1) * _UNIT_ROUNDOFF_32
-    margin = 2 * g / (1 - g) * abs(threshold) * (1 + 2 * g) + 2 * _UNIT_ROUNDOFF_32 * abs(threshold)
+    window = torch.ones(1, 1, k, k, dtype=torch.float32, device=x.device)
+    terms = F.conv2d(x.sum(dim=1, keepdim=True), window, padding=padding)  # [N, 1, H_out, W_out]
+    g = (terms - 1).clamp_(min=0) * _UNIT_ROUNDOFF_32
+    threshold_rounding = abs(threshold - float(torch.tensor(threshold, dtype=torch.float32)))
+    margin = 2 * g / (1 - g) * abs(threshold) * (1 + 2 * g) + 2 * threshold_rounding
     out = potential >= threshold
-    unsure = nonzero_indices((potential >= threshold - margin) & (potential <= threshold + margin))
+    unsure = nonzero_indices((potential - threshold).abs_() <= margin)
     if unsure[0].numel():
         sample, channel, y, xx = unsure
         padded = F.pad(x, (padding,) * 4)
