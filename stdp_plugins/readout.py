@@ -101,8 +101,9 @@ def fit_readout(features: Tensor, labels: Tensor, c: float = 2.4, seed: int = 0,
         raise ValueError("labels must contain at least two classes")
     from scipy import sparse
 
-    # spike features are sparse and binary: a CSR matrix keeps memory and time low
-    x = sparse.csr_matrix(features.reshape(features.shape[0], -1).cpu().numpy(), dtype=np.float64)
+    # spike features are sparse and binary: a CSR matrix keeps memory and time low; it is
+    # built from the features' own dtype and only then cast, never via a dense float64 copy
+    x = sparse.csr_matrix(features.reshape(features.shape[0], -1).cpu().numpy()).astype(np.float64)
     y = labels.cpu().numpy()
     svm = LinearSVC(C=c, dual=False, random_state=seed, max_iter=max_iter)
     svm.fit(x, y)
