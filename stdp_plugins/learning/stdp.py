@@ -163,7 +163,12 @@ def _delta_from_fraction(
     """``f(w) * (a+ * frac - a- * (1 - frac))``: the mean step over winners of which a share
     ``frac`` potentiates each synapse (``frac`` is 0 or 1 for a single winner)."""
     factor = stdp_weight_factor(weights, variant, weight_min, weight_max)
-    return factor * ((lr_plus + lr_minus) * fraction - lr_minus)
+    return factor * _signed_rate(fraction, lr_plus, lr_minus)
+
+
+def _signed_rate(fraction: Tensor, lr_plus: LearningRate, lr_minus: LearningRate) -> Tensor:
+    """``a+ * frac - a- * (1 - frac)``, the step per unit of ``f(w)``."""
+    return (lr_plus + lr_minus) * fraction - lr_minus
 
 
 def check_batch_shapes(
@@ -411,7 +416,7 @@ def sequential_stdp_update_(
     rank[by_channel] = torch.arange(by_channel.numel(), device=rank.device) - first_of_channel
     by_rank = torch.argsort(rank, stable=True)
     channel_of = step_channel[by_rank]
-    signed_rate = (lr_plus + lr_minus) * fraction[by_rank] - lr_minus  # as in _delta_from_fraction
+    signed_rate = _signed_rate(fraction[by_rank], lr_plus, lr_minus)
     ends = torch.bincount(rank).cumsum(0).tolist() if rank.numel() else []
     with torch.no_grad():
         begin = 0

@@ -15,6 +15,11 @@ Two exact implementations give the same times and potentials:
 
 :func:`first_spike_conv` picks one (``method="auto"``). Potentials are sums of float32
 weights in float64, which are exact, so both paths agree bit for bit.
+
+For learning, :func:`first_spike_conv_winners` lets the kernel also pick each image's
+winners (pointwise inhibition, then k winners), and :func:`kernel_threads` gives it the
+cores during a training loop. For inference, :func:`fires_given_inputs` needs only which
+neurons fire at all (one time step of the kernel, or a checked float32 convolution).
 """
 
 from __future__ import annotations
