@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from stdp_plugins.datasets import embedded_mnist
-from stdp_plugins.learning import WTAMode, select_winners, select_winners_among
+from stdp_plugins.learning import (
+    STDPConfig,
+    STDPVariant,
+    WTAMode,
+    select_winners,
+    select_winners_among,
+    sequential_stdp_update_,
+)
 from stdp_plugins.models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from stdp_plugins.models.spiking import (
     dense_first_spike_conv,
@@ -20,6 +27,7 @@ from stdp_plugins.models.spiking import (
     first_spike_conv_winners,
     fires_given_inputs,
     kernel_threads,
+    native_sequential_update_,
     max_pool_binary,
     min_pool_times,
     native_available,
@@ -254,6 +262,9 @@ def test_network_shapes_and_init():
     assert torch.equal(KheradpishehNet(seed=0).conv2.weight, net.conv2.weight)
 
 
+LAYER = (torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4)  # in_times, weight, threshold, padding, T
+
+
 @pytest.mark.parametrize(
     "call, name",
     [
@@ -265,15 +276,18 @@ def test_network_shapes_and_init():
         (lambda: first_spike_conv(torch.zeros(2, 5, 5), torch.ones(1, 2, 3, 3), 1.0), "in_times"),
         (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 0.0), "threshold"),
         (lambda: first_spike_conv(torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 3, 3), 1.0), "in_times"),
-        (lambda: first_spike_conv_winners(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4, "ring", 1, 2), "mode"),
-        (lambda: first_spike_conv_winners(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4, "both", -1, 2), "radius"),
-        (lambda: first_spike_conv_winners(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4, "both", 1, 0), "k_winners"),
+        (lambda: first_spike_conv_winners(*LAYER, "ring", 1, 2), "mode"),
+        (lambda: first_spike_conv_winners(*LAYER, "both", -1, 2), "radius"),
+        (lambda: first_spike_conv_winners(*LAYER, "both", 1, 0), "k_winners"),
         (lambda: max_pool_binary(torch.zeros(1, 1, 4, 4), 0, 2), "kernel_size"),
         (lambda: max_pool_binary(torch.zeros(1, 1, 2, 2), 3, 3), "fired"),
         (lambda: max_pool_binary(torch.zeros(4, 4), 2, 2), "fired"),
         (lambda: fires_given_inputs(torch.zeros(2, 5, 5), torch.ones(1, 2, 3, 3), 1.0), "fired"),
         (lambda: fires_given_inputs(torch.zeros(1, 2, 5, 5), torch.ones(2, 3, 3), 1.0), "weight"),
         (lambda: fires_given_inputs(torch.zeros(1, 2, 5, 5), torch.ones(1, 3, 3, 3), 1.0), "weight"),
+        (lambda: native_sequential_update_(torch.ones(1, 2, 3, 3, dtype=torch.float64), torch.zeros(1, 2, 5, 5),
+                                           torch.zeros(1, 1, 3, 3), torch.ones(1, 1, 3, 3, dtype=torch.bool),
+                                           0.1, 0.1, STDPConfig(), 0, 4), "weights"),
     ],
 )
 def test_bad_input_names_the_argument(call, name):
@@ -297,3 +311,37 @@ def test_kernel_threads_gives_torch_threads_to_the_kernel(digits):
     finally:
         torch.set_num_threads(previous)
     assert all(torch.equal(a, b) for a, b in zip(split, expected))
+
+
+@needs_native
+@pytest.mark.parametrize("variant", list(STDPVariant))
+def test_native_sequential_update_equals_the_core_bit_for_bit(digits, variant):
+    """The C library's sequential STDP step equals sequential_stdp_update_ on real digits
+    (both layers, changing rates) and with several winners per image and channel."""
+    config = STDPConfig(variant=variant)
+    net = KheradpishehNet(seed=4)
+    inputs = net.encode(digits[:12])
+    for layer, padding in ((1, 2), (2, 0)):
+        native, core = net.weight(layer).detach().clone(), net.weight(layer).detach().clone()
+        for step, batch in enumerate(inputs.split(4)):
+            x = net.layer_input(layer, batch)
+            times, winners = net.forward_winners(layer, x)
+            if layer == 2:  # LOCAL-style masks: many winners per (image, channel)
+                coin = torch.rand(times.shape, generator=torch.Generator().manual_seed(step))
+                winners = torch.isfinite(times) & (coin < 0.05)
+            rates = (0.004 * 2 ** step, 0.003 * 2 ** step)
+            native_sequential_update_(native, x, times, winners, *rates, config, padding, 15)
+            sequential_stdp_update_(core, x, times, winners, *rates, variant, 0.0, 1.0, 1, padding)
+            assert torch.equal(native, core)
+        assert not torch.equal(native, net.weight(layer))
+
+
+def test_first_spike_conv_channels_last_has_the_same_values(digits):
+    net = KheradpishehNet(seed=0)
+    x = net.encode(digits[:3])
+    for method in ("dense", "auto"):
+        plain, _ = first_spike_conv(x, net.conv1.weight, 10.0, 2, 15, method, potentials=False)
+        last, none = first_spike_conv(x, net.conv1.weight, 10.0, 2, 15, method, potentials=False,
+                                      memory_format=torch.channels_last)
+        assert none is None and last.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(plain, last)

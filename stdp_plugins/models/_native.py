@@ -207,7 +207,57 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
     free(owned);
     return 0;
 }
+
+/* The torch core's sequential_stdp_update_ for float32 weights: the winners, sorted by
+   sample and then channel (torch's nonzero order), are grouped per (sample, channel); in
+   that order each group's step is applied and clamped:
+       frac = potentiating winners / winners of the group       (per synapse)
+       w   <- clamp(w + f(w) * (s * frac - m), lo, hi),  f(w) = (w - lo) * (hi - w) or 1,
+   with the float32 roundings of torch's separate operations (built without FMA
+   contraction). A synapse potentiates when its input fired (code < time_steps) no later
+   than the winner (code <= t_post); padding and later or missing inputs depress.
+   count: scratch of c_in * k * k ints. */
+void sequential_stdp(int n_win, const int64_t *sample, const int64_t *channel, const int64_t *wy,
+                     const int64_t *wx, const float *t_post, const uint8_t *in_codes, int c_in, int h,
+                     int w, int time_steps, int k, int stride, int pad, float *weight, float s, float m,
+                     int additive, float lo, float hi, int *count)
+{
+    const int kk = c_in * k * k;
+    int g = 0;
+    while (g < n_win) {
+        int e = g;
+        while (e < n_win && sample[e] == sample[g] && channel[e] == channel[g]) ++e;
+        memset(count, 0, sizeof(int) * kk);
+        for (int i = g; i < e; ++i) {
+            const uint8_t *tin = in_codes + sample[i] * (long)c_in * h * w;
+            for (int ci = 0; ci < c_in; ++ci)
+                for (int dy = 0; dy < k; ++dy) {
+                    const long iy = wy[i] * stride - pad + dy;
+                    for (int dx = 0; dx < k; ++dx) {
+                        const long ix = wx[i] * stride - pad + dx;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        const uint8_t code = tin[((long)ci * h + iy) * w + ix];
+                        count[(ci * k + dy) * k + dx] += code < time_steps && (float)code <= t_post[i];
+                    }
+                }
+        }
+        const float wins = (float)(e - g);
+        float *wc = weight + channel[g] * (long)kk;
+        for (int j = 0; j < kk; ++j) {
+            const float frac = (float)count[j] / wins;
+            const float rate = s * frac - m;
+            const float f = additive ? 1.0f : (wc[j] - lo) * (hi - wc[j]);
+            const float v = wc[j] + f * rate;
+            wc[j] = v < lo ? lo : (v > hi ? hi : v);
+        }
+        g = e;
+    }
+}
 """
+
+#: Compiler flags, tried in order. No FMA contraction: the STDP step must round like
+#: torch's separate multiply and add.
+_FLAG_SETS = (["-O3", "-march=native", "-ffp-contract=off"], ["-O3", "-ffp-contract=off"])
 
 _lock = threading.Lock()
 _library: Optional[ctypes.CDLL] = None
@@ -245,7 +295,7 @@ def _compile(target: Path) -> bool:
         source = Path(tmp) / "first_spike.c"
         source.write_text(_SOURCE)
         built = Path(tmp) / target.name
-        for flags in (["-O3", "-march=native"], ["-O3"]):
+        for flags in _FLAG_SETS:
             cmd = [compiler, *flags, "-shared", "-fPIC", "-o", str(built), str(source)]
             if subprocess.run(cmd, capture_output=True).returncode == 0:
                 os.replace(built, target)
@@ -265,7 +315,7 @@ def native_library() -> Optional[ctypes.CDLL]:
         _tried = True
         if os.environ.get("STDP_PLUGINS_NO_NATIVE") or sys.platform == "win32":
             return None
-        key = hashlib.sha256((_SOURCE + platform.platform() + _cpu_tag()).encode()).hexdigest()[:16]
+        key = hashlib.sha256((_SOURCE + repr(_FLAG_SETS) + platform.platform() + _cpu_tag()).encode()).hexdigest()[:16]
         target = _cache_dir() / f"first_spike_{key}.so"
         try:
             if not target.exists() and not _compile(target):
@@ -286,5 +336,11 @@ def native_library() -> Optional[ctypes.CDLL]:
         scratch = library.first_spike_conv_scratch
         scratch.restype = ctypes.c_long
         scratch.argtypes = [ctypes.c_int] * 7
+        stdp = library.sequential_stdp
+        stdp.restype = None
+        stdp.argtypes = [
+            ctypes.c_int, *[ctypes.c_void_p] * 6, *[ctypes.c_int] * 7, ctypes.c_void_p,
+            ctypes.c_float, ctypes.c_float, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_void_p,
+        ]
         _library = library
         return _library

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..encoding import DoGLatencyEncoder
 from ..kernels import fused_winner_update
-from ..learning import STDPConfig, STDPLearner, WTAMode, select_winners
+from ..learning import STDPConfig, STDPLearner, WTAMode, channel_convergence, select_winners
 from ..learning._checks import check_float, check_int, check_tensor
 from .spiking import (
     first_spike_conv,
@@ -41,6 +41,8 @@ from .spiking import (
     fires_given_inputs,
     max_pool_binary,
     min_pool_times,
+    native_available,
+    native_sequential_update_,
     pad_times,
     survivor_winners,
 )
@@ -270,9 +272,9 @@ class KheradpishehNet(nn.Module):
         if self.spec(layer) is self.config.layer1:
             return input_times
         spec = self.config.layer1
-        times, _ = first_spike_conv(
+        times, _ = first_spike_conv(  # channels-last: the kernel's layout, and quick to pool
             input_times, self.conv1.weight, spec.threshold, spec.padding, self.config.time_steps, self.method,
-            potentials=False,
+            potentials=False, memory_format=torch.channels_last,
         )
         pooled = pad_times(self._pool(times), self.config.inter_padding)
         return torch.where(select_winners(pooled, None, WTAMode.LOCAL, 0), pooled, math.inf)
@@ -349,12 +351,28 @@ class KheradpishehNet(nn.Module):
         reduction: str = "mean",
     ) -> Tensor:
         """Apply one batch STDP step to ``layer`` (in place) and return its per-channel
-        convergence ``[C_out]`` (see :func:`~stdp_plugins.kernels.fused_winner_update`,
-        which also explains ``reduction``)."""
+        convergence ``[C_out]``.
+
+        :func:`~stdp_plugins.kernels.fused_winner_update` (which also explains
+        ``reduction``); the sequential reduction of float32 CPU weights runs in the C
+        library instead (:func:`.spiking.native_sequential_update_`, the same result bit
+        for bit) unless ``method="dense"``.
+        """
         spec = self.spec(layer)
+        weight = self.weight(layer)
+        stdp = self.config.stdp
+        native = (
+            reduction == "sequential" and self.method != "dense" and weight.device.type == "cpu"
+            and weight.dtype == torch.float32 and isinstance(lr_plus, float) and isinstance(lr_minus, float)
+            and native_available()
+        )
         with torch.no_grad():
+            if native:
+                native_sequential_update_(weight, layer_input, times, winners, lr_plus, lr_minus, stdp,
+                                          spec.padding, self.config.time_steps)
+                return channel_convergence(weight, stdp.weight_min, stdp.weight_max)
             return fused_winner_update(
-                self.weight(layer), layer_input, times, winners, self.config.stdp,
+                weight, layer_input, times, winners, stdp,
                 lr_plus=lr_plus, lr_minus=lr_minus, stride=1, padding=spec.padding, reduction=reduction,
             )
 

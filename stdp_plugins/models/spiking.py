@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..learning import WTAMode, select_winners, select_winners_among
+from ..learning import STDPConfig, STDPVariant, WTAMode, select_winners, select_winners_among
 from ..learning._checks import check_enum, check_float, check_int, check_spike_times, check_tensor
 from ..learning._indexing import nonzero_indices
+from ..learning.stdp import check_batch_shapes
 from ..learning.timing import conv_output_size
 from ._native import NEVER, native_library
 
@@ -51,6 +52,7 @@ __all__ = [
     "fires_at_all",
     "fires_given_inputs",
     "kernel_threads",
+    "native_sequential_update_",
     "min_pool_times",
     "max_pool_binary",
     "pad_times",
@@ -165,19 +167,22 @@ def event_first_spike_conv(
     time_steps: int = 15,
     potentials: bool = True,
     pointwise: bool = False,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Tuple[Tensor, ...]:
     """Event-driven version of :func:`dense_first_spike_conv` (CPU, the C kernel).
 
     Same arguments and results (``potentials=False`` skips them and returns ``None``);
     with ``pointwise=True`` a third result, the pointwise-inhibition survivor of every
-    position (see :func:`first_spike_conv_pointwise`). Raises ``RuntimeError`` when the
-    kernel is unavailable and ``ValueError`` for tensors not on the CPU.
+    position (see :func:`first_spike_conv_pointwise`). ``memory_format`` of the times
+    and potentials: ``torch.channels_last`` is the kernel's own layout (no copy). Raises
+    ``RuntimeError`` when the kernel is unavailable and ``ValueError`` for tensors not on
+    the CPU.
     """
     times, pots, survivor, _ = _run_event_kernel(
         in_times, weight, threshold, padding, time_steps, potentials, pointwise, None
     )
-    times = times.contiguous()
-    pots = pots.contiguous() if pots is not None else None
+    times = times.contiguous(memory_format=memory_format)
+    pots = pots.contiguous(memory_format=memory_format) if pots is not None else None
     if pointwise:
         return times, pots, survivor.to(torch.int64)
     return times, pots
@@ -331,6 +336,7 @@ def first_spike_conv(
     time_steps: int = 15,
     method: str = "auto",
     potentials: bool = True,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Tuple[Tensor, Optional[Tensor]]:
     """First-spike times and potentials of a layer of at-most-once IF neurons.
 
@@ -343,6 +349,8 @@ def first_spike_conv(
         step; ``"auto"``: event-driven on the CPU when the kernel is available, else dense.
     potentials : bool
         ``False`` returns ``None`` instead of the potentials (the kernel then skips them).
+    memory_format : torch.memory_format
+        Layout of the results; ``torch.channels_last`` is the event-driven kernel's own.
 
     Returns
     -------
@@ -352,9 +360,11 @@ def first_spike_conv(
         Float64 potential at the first spike, 0 for silent neurons.
     """
     if _resolve_method(method, in_times) == "event":
-        return event_first_spike_conv(in_times, weight, threshold, padding, time_steps, potentials)
+        return event_first_spike_conv(in_times, weight, threshold, padding, time_steps, potentials,
+                                      memory_format=memory_format)
     times, pots = dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
-    return times, pots if potentials else None
+    times = times.contiguous(memory_format=memory_format)
+    return times, pots.contiguous(memory_format=memory_format) if potentials else None
 
 
 def first_spike_conv_pointwise(
@@ -454,6 +464,53 @@ def first_spike_conv_winners(
     sample, slot = nonzero_indices(flat >= 0)
     winners[sample, flat[sample, slot].to(torch.int64)] = True
     return times, winners.view(times.shape)
+
+
+def native_sequential_update_(
+    weights: Tensor,
+    pre_spike_times: Tensor,
+    post_spike_times: Tensor,
+    winner_mask: Tensor,
+    lr_plus: float,
+    lr_minus: float,
+    config: STDPConfig,
+    padding: int,
+    time_steps: int,
+) -> Tensor:
+    """:func:`~stdp_plugins.learning.sequential_stdp_update_` in the C library, bit for bit.
+
+    For float32 CPU weights and the integer spike times of these layers (steps below
+    ``time_steps``, else never); the per-step work of a batch, which in torch is a few
+    small operations per rank, becomes one pass over the winners. Stride 1.
+
+    Returns
+    -------
+    Tensor
+        ``weights``, updated in place.
+    """
+    library = native_library()
+    if library is None:
+        raise RuntimeError("the C library is unavailable (no C compiler); use fused_winner_update")
+    if weights.dtype != torch.float32 or weights.device.type != "cpu" or not weights.is_contiguous():
+        raise ValueError(f"weights must be contiguous float32 on the CPU, got {weights.dtype} on {weights.device}")
+    check_batch_shapes(weights, pre_spike_times, post_spike_times, winner_mask, 1, padding)
+    check_spike_times("post_spike_times", post_spike_times)
+    sample, channel, y, x = nonzero_indices(winner_mask)
+    fired = torch.isfinite(post_spike_times[sample, channel, y, x])
+    sample, channel, y, x = sample[fired], channel[fired], y[fired], x[fired]
+    t_post = post_spike_times[sample, channel, y, x].to(torch.float32).contiguous()
+    codes = times_to_codes(pre_spike_times, time_steps).contiguous()
+    _, c_in, height, width = pre_spike_times.shape
+    k = weights.shape[-1]
+    count = torch.empty(c_in * k * k, dtype=torch.int32)
+    with torch.no_grad():
+        library.sequential_stdp(
+            sample.numel(), sample.data_ptr(), channel.data_ptr(), y.data_ptr(), x.data_ptr(),
+            t_post.data_ptr(), codes.data_ptr(), c_in, height, width, time_steps, k, 1, padding,
+            weights.data_ptr(), lr_plus + lr_minus, lr_minus, int(config.variant is STDPVariant.ADDITIVE),
+            config.weight_min, config.weight_max, count.data_ptr(),
+        )
+    return weights
 
 
 def fires_at_all(
