@@ -19,6 +19,7 @@ from stdp_plugins.learning import (
 )
 from stdp_plugins.models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from stdp_plugins.models.spiking import (
+    _fires_float32_checked,
     dense_first_spike_conv,
     event_first_spike_conv,
     fires_at_all,
@@ -111,9 +112,15 @@ def test_fires_at_all_is_exact_at_the_threshold():
     assert exact.tolist() == [True, False]
 
 
-def test_fires_given_inputs_float32_path_decides_like_float64_sums():
-    """Potentials on, just above and just below the threshold: the float32 convolution
-    with its float64 re-check gives the decisions of exact float64 sums."""
+def _float32_path(fired, weight, threshold):
+    return _fires_float32_checked(fired, weight, threshold, 0)
+
+
+@pytest.mark.parametrize("decide", [fires_given_inputs, _float32_path], ids=["public", "float32-checked"])
+def test_fires_given_inputs_float32_path_decides_like_float64_sums(decide):
+    """Potentials on, just above and just below the threshold: the public function (the
+    event kernel on this machine) and the float32 convolution with its float64 re-check
+    (CUDA, no compiler) give the decisions of exact float64 sums."""
     g = torch.Generator().manual_seed(7)
     fired = torch.rand(6, 16, 6, 6, generator=g) < 0.5
     weight = torch.rand(5, 16, 2, 2, generator=g)
@@ -122,11 +129,11 @@ def test_fires_given_inputs_float32_path_decides_like_float64_sums():
     exact = F.conv2d(fired.double(), weight.double())
     for threshold in (1.0, float(exact[2, 3, 1, 1]), float(exact[4, 4, 2, 3]), 0.3):
         expected = exact >= threshold
-        assert torch.equal(fires_given_inputs(fired, weight, threshold), expected)
+        assert torch.equal(decide(fired, weight, threshold), expected)
     # thresholds exactly on a float64 sum of float32 weights fire; one ulp above does not
     t = float(exact[2, 3, 1, 1])
-    assert fires_given_inputs(fired, weight, t)[2, 3, 1, 1]
-    assert not fires_given_inputs(fired, weight, math.nextafter(t, math.inf))[2, 3, 1, 1]
+    assert decide(fired, weight, t)[2, 3, 1, 1]
+    assert not decide(fired, weight, math.nextafter(t, math.inf))[2, 3, 1, 1]
     # negative weights take the float64 path
     signed = weight - 0.5
     assert torch.equal(fires_given_inputs(fired, signed, 0.2), F.conv2d(fired.double(), signed.double()) >= 0.2)
