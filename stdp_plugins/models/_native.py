@@ -162,10 +162,17 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                 }
                 if ((out_best || out_win) && survivor[p] < 0) {
                     /* first spikes at this position: the highest potential among them
-                       survives, ties to the lowest channel */
-                    int best = -1;
-                    for (int o = 0; o < c_out; ++o)
-                        if (tp[o] == now_t && (best < 0 || pp[o] > pp[best])) best = o;
+                       survives, ties to the lowest channel. Those potentials are > 0, so
+                       their bit patterns order like int64: a vectorisable integer maximum,
+                       then the first channel holding it */
+                    const union bits64 { double d; int64_t i; } *restrict pb = (const union bits64 *)pp;
+                    int64_t top = -1;
+                    for (int o = 0; o < c_out; ++o) {
+                        const int64_t v = tp[o] == now_t ? pb[o].i : -1;
+                        top = v > top ? v : top;
+                    }
+                    int best = 0;
+                    while (!(tp[best] == now_t && pb[best].i == top)) ++best;
                     survivor[p] = best; survivor_t[p] = now_t; survivor_pot[p] = pp[best];
                 }
             }
