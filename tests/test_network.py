@@ -22,6 +22,7 @@ from stdp_plugins.models.spiking import (
     _fires_float32_checked,
     dense_first_spike_conv,
     event_first_spike_conv,
+    event_sequential_step_,
     fires_at_all,
     first_spike_conv,
     first_spike_conv_pointwise,
@@ -286,6 +287,8 @@ LAYER = (torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4)  # in_times
         (lambda: first_spike_conv_winners(*LAYER, "ring", 1, 2), "mode"),
         (lambda: first_spike_conv_winners(*LAYER, "both", -1, 2), "radius"),
         (lambda: first_spike_conv_winners(*LAYER, "both", 1, 0), "k_winners"),
+        (lambda: event_sequential_step_(torch.ones(1, 2, 3, 3), *LAYER[:1], *LAYER[2:], "ring", 1, 2, 0.1, 0.1,
+                                        STDPConfig()), "mode"),
         (lambda: max_pool_binary(torch.zeros(1, 1, 4, 4), 0, 2), "kernel_size"),
         (lambda: max_pool_binary(torch.zeros(1, 1, 2, 2), 3, 3), "fired"),
         (lambda: max_pool_binary(torch.zeros(4, 4), 2, 2), "fired"),
@@ -352,3 +355,19 @@ def test_first_spike_conv_channels_last_has_the_same_values(digits):
                                       memory_format=torch.channels_last)
         assert none is None and last.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(plain, last)
+
+
+@needs_native
+@pytest.mark.parametrize("reduction", ["sequential", "mean"])
+def test_train_step_in_the_c_library_equals_the_torch_path(digits, reduction):
+    """train_step on the CPU (kernel winners without dense times, C sequential step) gives
+    the weights and convergence of the dense torch path, bit for bit, over several steps."""
+    fast, dense = KheradpishehNet(seed=6), KheradpishehNet(seed=6, method="dense")
+    inputs = fast.encode(digits)
+    for layer in (1, 2):
+        for step, batch in enumerate(inputs.split(8)):
+            x = fast.layer_input(layer, batch)
+            metric = fast.train_step(layer, x, 500 * step, reduction)
+            assert metric == dense.train_step(layer, x, 500 * step, reduction)
+            assert torch.equal(fast.weight(layer), dense.weight(layer))
+    assert not torch.equal(fast.conv2.weight, KheradpishehNet(seed=6).conv2.weight)

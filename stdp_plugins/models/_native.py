@@ -39,7 +39,8 @@ _SOURCE = r"""
 
 /* in_times  [n][c_in][h][w]   uint8, 255 = never
    weight_t  [c_in][k][k][c_out] float64 (transposed weights)
-   out_times [n][ho][wo][c_out] float32 (channel-last) first-spike step, +inf = never
+   out_times [n][ho][wo][c_out] float32 (channel-last) first-spike step, +inf = never; or
+             NULL (then only the winners' times are reported, in out_win_t)
    out_pot   [n][ho][wo][c_out] float64 (channel-last) or NULL: potential at the first
              spike, 0 if never
    out_best  [n][ho][wo] int32 or NULL, pointwise inhibition: at each position the
@@ -51,6 +52,7 @@ _SOURCE = r"""
              lowest flat index; one is accepted unless an accepted winner blocks it: mode
              bit 1 (global) its channel, bit 2 (local) every position within Chebyshev
              distance `radius`.
+   out_win_t [n][k_winners] float32 or NULL: the winners' spike times
    scratch   working memory of first_spike_conv_scratch() bytes, reused between calls
              (allocated here when NULL or too small)
    Potentials are accumulated channel-last, like the outputs, so that the threshold test
@@ -67,10 +69,10 @@ static void *take(char *base, long *offset, long bytes)
 long first_spike_conv_scratch(int c_in, int h, int w, int c_out, int ho, int wo, int time_steps)
 {
     const long n_in = (long)c_in * h * w, n_pos = (long)ho * wo, n_out = n_pos * c_out;
-    const long sizes[10] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
-                            4 * n_pos, 4 * n_pos, n_pos, c_out};
+    const long sizes[11] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
+                            4 * n_pos, 4 * n_pos, n_pos, c_out, 4 * n_out};
     long total = 0;
-    for (int i = 0; i < 10; ++i) total += (sizes[i] + 63) / 64 * 64;
+    for (int i = 0; i < 11; ++i) total += (sizes[i] + 63) / 64 * 64;
     return total;
 }
 
@@ -78,7 +80,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                      int c_out, int k, int pad, const double *weight_t,
                      double threshold, int time_steps, int ho, int wo,
                      float *out_times, double *out_pot, int32_t *out_best,
-                     int k_winners, int radius, int mode, int32_t *out_win,
+                     int k_winners, int radius, int mode, int32_t *out_win, float *out_win_t,
                      void *scratch, long scratch_bytes)
 {
     const long n_in = (long)c_in * h * w;
@@ -104,9 +106,10 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
     float *survivor_t = (float *)take(base, &offset, sizeof(float) * n_pos);
     uint8_t *blocked_pos = (uint8_t *)take(base, &offset, n_pos);
     uint8_t *blocked_ch = (uint8_t *)take(base, &offset, c_out);
+    float *own_times = (float *)take(base, &offset, sizeof(float) * n_out);
     for (int img = 0; img < n; ++img) {
         const uint8_t *tin = in_times + (long)img * n_in;
-        float *tout = out_times + (long)img * n_out;
+        float *tout = out_times ? out_times + (long)img * n_out : own_times;
         double *pout = out_pot ? out_pot + (long)img * n_out : 0;
         memset(pot, 0, sizeof(double) * n_out);
         for (long i = 0; i < n_out; ++i) tout[i] = INFINITY;
@@ -183,6 +186,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
             int32_t *wout = out_win + (long)img * k_winners;
             memset(blocked_pos, 0, n_pos);
             memset(blocked_ch, 0, c_out);
+            float *wtout = out_win_t ? out_win_t + (long)img * k_winners : 0;
             for (int i = 0; i < k_winners; ++i) wout[i] = -1;
             for (int i = 0; i < k_winners; ++i) {
                 long best = -1, best_flat = 0;
@@ -198,6 +202,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                 }
                 if (best < 0) break;
                 wout[i] = (int32_t)best_flat;
+                if (wtout) wtout[i] = survivor_t[best];
                 blocked_pos[best] = 1; /* a position's only survivor is now taken */
                 if (mode & 1) blocked_ch[survivor[best]] = 1;
                 if (mode & 2) {
@@ -337,7 +342,7 @@ def native_library() -> Optional[ctypes.CDLL]:
             ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
             ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_int,
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-            ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+            ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
             ctypes.c_void_p, ctypes.c_long,
         ]
         scratch = library.first_spike_conv_scratch

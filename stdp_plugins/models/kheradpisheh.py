@@ -34,6 +34,7 @@ from ..kernels import fused_winner_update
 from ..learning import STDPConfig, STDPLearner, WTAMode, channel_convergence, select_winners
 from ..learning._checks import check_float, check_int, check_tensor
 from .spiking import (
+    event_sequential_step_,
     first_spike_conv,
     first_spike_conv_pointwise,
     first_spike_conv_winners,
@@ -208,7 +209,6 @@ class KheradpishehNet(nn.Module):
         generator = torch.Generator().manual_seed(check_int("seed", seed))
         self.conv1 = self._conv(config.layer1, learner, generator)
         self.conv2 = self._conv(config.layer2, learner, generator)
-        self._scratch_times: Optional[Tensor] = None
 
     @staticmethod
     def _conv(spec: LayerSpec, learner: STDPLearner, generator: torch.Generator) -> nn.Conv2d:
@@ -296,7 +296,7 @@ class KheradpishehNet(nn.Module):
         spec = self.spec(layer)
         return survivor_winners(times, potentials, survivor, WTAMode.BOTH, spec.radius, spec.k_winners)
 
-    def forward_winners(self, layer: int, layer_input: Tensor, out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward_winners(self, layer: int, layer_input: Tensor) -> Tuple[Tensor, Tensor]:
         """First-spike times of ``layer`` and its learning winners in one pass.
 
         Equal to :meth:`layer_forward` followed by :meth:`select_winners`
@@ -309,8 +309,6 @@ class KheradpishehNet(nn.Module):
             1 or 2.
         layer_input : Tensor
             ``[N, C_in, H, W]`` spike times (see :meth:`layer_input`).
-        out : Tensor, optional
-            Reusable buffer for the times (see :func:`.spiking.first_spike_conv_winners`).
 
         Returns
         -------
@@ -320,7 +318,7 @@ class KheradpishehNet(nn.Module):
         spec = self.spec(layer)
         return first_spike_conv_winners(
             layer_input, self.weight(layer), spec.threshold, spec.padding, self.config.time_steps,
-            WTAMode.BOTH, spec.radius, spec.k_winners, self.method, out,
+            WTAMode.BOTH, spec.radius, spec.k_winners, self.method,
         )
 
     def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
@@ -361,13 +359,8 @@ class KheradpishehNet(nn.Module):
         spec = self.spec(layer)
         weight = self.weight(layer)
         stdp = self.config.stdp
-        native = (
-            reduction == "sequential" and self.method != "dense" and weight.device.type == "cpu"
-            and weight.dtype == torch.float32 and isinstance(lr_plus, float) and isinstance(lr_minus, float)
-            and native_available()
-        )
         with torch.no_grad():
-            if native:
+            if self._native_sequential(weight, reduction, lr_plus, lr_minus):
                 native_sequential_update_(weight, layer_input, times, winners, lr_plus, lr_minus, stdp,
                                           spec.padding, self.config.time_steps)
                 return channel_convergence(weight, stdp.weight_min, stdp.weight_max)
@@ -376,30 +369,36 @@ class KheradpishehNet(nn.Module):
                 lr_plus=lr_plus, lr_minus=lr_minus, stride=1, padding=spec.padding, reduction=reduction,
             )
 
+    def _native_sequential(self, weight: Tensor, reduction: str, lr_plus: object, lr_minus: object) -> bool:
+        """Whether the sequential step of ``weight`` runs in the C library."""
+        return (
+            reduction == "sequential" and self.method != "dense" and weight.device.type == "cpu"
+            and weight.dtype == torch.float32 and isinstance(lr_plus, float) and isinstance(lr_minus, float)
+            and native_available()
+        )
+
     def train_step(self, layer: int, layer_input: Tensor, images_seen: int, reduction: str = "mean") -> float:
         """One unsupervised training step of ``layer`` on a batch; returns the layer's
         convergence metric afterwards.
 
         :meth:`forward_winners`, then :meth:`learn` with the rates of
-        :meth:`learning_rates` after ``images_seen`` images of this layer.
+        :meth:`learning_rates` after ``images_seen`` images of this layer. The sequential
+        step of float32 CPU weights runs entirely in the C library
+        (:func:`.spiking.event_sequential_step_`, the same weights bit for bit).
         """
-        times, winners = self.forward_winners(layer, layer_input, self._times_buffer(layer_input))
         lr_plus, lr_minus = self.learning_rates(layer, images_seen)
+        weight = self.weight(layer)
+        if self._native_sequential(weight, reduction, lr_plus, lr_minus) and layer_input.device.type == "cpu":
+            spec = self.spec(layer)
+            with torch.no_grad():
+                event_sequential_step_(
+                    weight, layer_input, spec.threshold, spec.padding, self.config.time_steps, WTAMode.BOTH,
+                    spec.radius, spec.k_winners, lr_plus, lr_minus, self.config.stdp,
+                )
+            return self.convergence(layer)
+        times, winners = self.forward_winners(layer, layer_input)
         self.learn(layer, layer_input, times, winners, lr_plus, lr_minus, reduction)
         return self.convergence(layer)
-
-    def _times_buffer(self, layer_input: Tensor) -> Optional[Tensor]:
-        """A float32 buffer that :meth:`train_step` reuses for the first-spike times (CPU
-        only), large enough for either layer's output on this batch."""
-        if layer_input.device.type != "cpu":
-            return None
-        cfg = self.config
-        n, _, height, width = layer_input.shape
-        pad = max(cfg.layer1.padding, cfg.layer2.padding)  # outputs are at most (H + 2p) x (W + 2p)
-        size = n * max(cfg.layer1.out_channels, cfg.layer2.out_channels) * (height + 2 * pad) * (width + 2 * pad)
-        if self._scratch_times is None or self._scratch_times.numel() < size:
-            self._scratch_times = torch.empty(size, dtype=torch.float32)
-        return self._scratch_times
 
     def convergence(self, layer: int) -> float:
         """Kheradpisheh's convergence metric of a layer's weights, ``mean(w (1 - w))``."""

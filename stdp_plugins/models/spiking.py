@@ -53,6 +53,7 @@ __all__ = [
     "fires_given_inputs",
     "kernel_threads",
     "native_sequential_update_",
+    "event_sequential_step_",
     "min_pool_times",
     "max_pool_binary",
     "pad_times",
@@ -178,7 +179,7 @@ def event_first_spike_conv(
     ``RuntimeError`` when the kernel is unavailable and ``ValueError`` for tensors not on
     the CPU.
     """
-    times, pots, survivor, _ = _run_event_kernel(
+    times, pots, survivor, _, _ = _run_event_kernel(
         in_times, weight, threshold, padding, time_steps, potentials, pointwise, None
     )
     times = times.contiguous(memory_format=memory_format)
@@ -251,14 +252,14 @@ def _run_event_kernel(
     potentials: bool,
     pointwise: bool,
     winners: Optional[Tuple[WTAMode, int, int]],
-    out: Optional[Tensor] = None,
-) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    times: bool = True,
+) -> Tuple[Optional[Tensor], ...]:
     """Run the C kernel over the batch, split across torch's threads.
 
-    Returns times and potentials (or ``None``) as ``[N, C, H, W]`` views of the kernel's
-    channel-last arrays, int32 survivors (or ``None``) and, when ``winners = (mode,
-    radius, k)`` is given, the int32 ``[N, k]`` flat indices of the learning winners
-    (``-1`` padded). ``out``: see :func:`first_spike_conv_winners`.
+    Returns times (``None`` when ``times=False``) and potentials (or ``None``) as
+    ``[N, C, H, W]`` views of the kernel's channel-last arrays, int32 survivors (or
+    ``None``) and, when ``winners = (mode, radius, k)`` is given, the int32 ``[N, k]`` flat
+    indices of the learning winners (``-1`` padded) and their float32 spike times.
     """
     threshold, padding, time_steps, (out_h, out_w) = _check_layer(in_times, weight, threshold, padding, time_steps)
     if in_times.device.type != "cpu":
@@ -270,24 +271,16 @@ def _run_event_kernel(
     c_out, k = weight.shape[0], weight.shape[-1]
     codes = times_to_codes(in_times, time_steps).contiguous()
     weight_t = weight.detach().to(torch.float64).permute(1, 2, 3, 0).contiguous()
-    size = n * out_h * out_w * c_out
-    if out is None:
-        out_times = torch.empty(n, out_h, out_w, c_out, dtype=torch.float32)
-    elif out.dtype != torch.float32 or out.device.type != "cpu" or not out.is_contiguous() or out.numel() < size:
-        raise ValueError(
-            f"out must be a contiguous float32 CPU tensor of at least {size} elements, "
-            f"got {out.dtype} {tuple(out.shape)} on {out.device}"
-        )
-    else:
-        out_times = out.view(-1)[:size].view(n, out_h, out_w, c_out)
+    out_times = torch.empty(n, out_h, out_w, c_out, dtype=torch.float32) if times else None
     out_pot = torch.empty(n, out_h, out_w, c_out, dtype=torch.float64) if potentials else None
     out_best = torch.empty(n, out_h, out_w, dtype=torch.int32) if pointwise or winners else None
     mode_bits, radius, k_winners = 0, 0, 0
-    out_win = None
+    out_win = out_win_t = None
     if winners is not None:
         mode, radius, k_winners = winners
         mode_bits = (mode in (WTAMode.GLOBAL, WTAMode.BOTH)) + 2 * (mode in (WTAMode.LOCAL, WTAMode.BOTH))
         out_win = torch.empty(n, k_winners, dtype=torch.int32)
+        out_win_t = torch.empty(n, k_winners, dtype=torch.float32)
 
     def pointer(tensor: Optional[Tensor], row: int) -> Optional[int]:
         return tensor[row].data_ptr() if tensor is not None else None
@@ -301,8 +294,9 @@ def _run_event_kernel(
         return library.first_spike_conv(
             hi - lo, c_in, height, width, codes[lo].data_ptr(), c_out, k, padding,
             weight_t.data_ptr(), threshold, time_steps, out_h, out_w,
-            out_times[lo].data_ptr(), pointer(out_pot, lo), pointer(out_best, lo),
-            k_winners, radius, mode_bits, pointer(out_win, lo), scratch.data_ptr(), scratch.numel(),
+            pointer(out_times, lo), pointer(out_pot, lo), pointer(out_best, lo),
+            k_winners, radius, mode_bits, pointer(out_win, lo), pointer(out_win_t, lo),
+            scratch.data_ptr(), scratch.numel(),
         )
 
     workers = max(1, min(_kernel_workers.get() or torch.get_num_threads(), n))
@@ -315,7 +309,8 @@ def _run_event_kernel(
         raise MemoryError("the event-driven kernel could not allocate its buffers")
     channels_first = (0, 3, 1, 2)
     out_pot = out_pot.permute(channels_first) if out_pot is not None else None
-    return out_times.permute(channels_first), out_pot, out_best, out_win
+    out_times = out_times.permute(channels_first) if out_times is not None else None
+    return out_times, out_pot, out_best, out_win, out_win_t
 
 
 def _resolve_method(method: str, in_times: Tensor) -> str:
@@ -420,7 +415,6 @@ def first_spike_conv_winners(
     radius: int,
     k_winners: int,
     method: str = "auto",
-    out: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """First-spike times and the learning winners of a layer.
 
@@ -437,14 +431,6 @@ def first_spike_conv_winners(
     winners : Tensor
         Bool mask shaped like ``times``.
 
-    Other Parameters
-    ----------------
-    out : Tensor, optional
-        Event-driven path only: a contiguous float32 CPU tensor of at least
-        ``N * H_out * W_out * C_out`` elements that receives the times, so that repeated
-        calls reuse its pages instead of faulting in fresh ones; ``times`` is then a view
-        of it, overwritten by the next call that uses it.
-
     Notes
     -----
     On the event-driven path ``times`` is a channels-last view (the kernel's layout).
@@ -457,8 +443,8 @@ def first_spike_conv_winners(
             in_times, weight, threshold, padding, time_steps, "dense"
         )
         return times, survivor_winners(times, potentials, survivor, mode, radius, k_winners)
-    times, _, _, flat = _run_event_kernel(
-        in_times, weight, threshold, padding, time_steps, False, False, (mode, radius, k_winners), out
+    times, _, _, flat, _ = _run_event_kernel(
+        in_times, weight, threshold, padding, time_steps, False, False, (mode, radius, k_winners)
     )
     winners = torch.zeros(times.shape[0], times[0].numel(), dtype=torch.bool)
     sample, slot = nonzero_indices(flat >= 0)
@@ -488,17 +474,36 @@ def native_sequential_update_(
     Tensor
         ``weights``, updated in place.
     """
+    check_batch_shapes(weights, pre_spike_times, post_spike_times, winner_mask, 1, padding)
+    check_spike_times("post_spike_times", post_spike_times)
+    sample, channel, y, x = nonzero_indices(winner_mask)
+    fired = torch.isfinite(post_spike_times[sample, channel, y, x])
+    winners = (sample[fired], channel[fired], y[fired], x[fired])
+    t_post = post_spike_times[winners]
+    return _native_sequential_steps_(weights, pre_spike_times, winners, t_post, lr_plus, lr_minus, config,
+                                     padding, time_steps)
+
+
+def _native_sequential_steps_(
+    weights: Tensor,
+    pre_spike_times: Tensor,
+    winners: Tuple[Tensor, Tensor, Tensor, Tensor],
+    t_post: Tensor,
+    lr_plus: float,
+    lr_minus: float,
+    config: STDPConfig,
+    padding: int,
+    time_steps: int,
+) -> Tensor:
+    """The C library's sequential STDP step for winners ``(sample, channel, y, x)`` sorted
+    by sample and then channel, with spike times ``t_post``."""
     library = native_library()
     if library is None:
         raise RuntimeError("the C library is unavailable (no C compiler); use fused_winner_update")
     if weights.dtype != torch.float32 or weights.device.type != "cpu" or not weights.is_contiguous():
         raise ValueError(f"weights must be contiguous float32 on the CPU, got {weights.dtype} on {weights.device}")
-    check_batch_shapes(weights, pre_spike_times, post_spike_times, winner_mask, 1, padding)
-    check_spike_times("post_spike_times", post_spike_times)
-    sample, channel, y, x = nonzero_indices(winner_mask)
-    fired = torch.isfinite(post_spike_times[sample, channel, y, x])
-    sample, channel, y, x = sample[fired], channel[fired], y[fired], x[fired]
-    t_post = post_spike_times[sample, channel, y, x].to(torch.float32).contiguous()
+    sample, channel, y, x = (index.to(torch.int64).contiguous() for index in winners)
+    t_post = t_post.to(torch.float32).contiguous()
     codes = times_to_codes(pre_spike_times, time_steps).contiguous()
     _, c_in, height, width = pre_spike_times.shape
     k = weights.shape[-1]
@@ -511,6 +516,46 @@ def native_sequential_update_(
             config.weight_min, config.weight_max, count.data_ptr(),
         )
     return weights
+
+
+def event_sequential_step_(
+    weights: Tensor,
+    in_times: Tensor,
+    threshold: float,
+    padding: int,
+    time_steps: int,
+    mode: WTAMode,
+    radius: int,
+    k_winners: int,
+    lr_plus: float,
+    lr_minus: float,
+    config: STDPConfig,
+) -> Tensor:
+    """One training step of a layer, all in the C library: the kernel finds each image's
+    winners (as :func:`first_spike_conv_winners`) without writing the layer's times, and
+    :func:`native_sequential_update_` applies their steps. Same weights, bit for bit, as
+    ``first_spike_conv_winners`` followed by ``sequential_stdp_update_``.
+
+    Returns
+    -------
+    Tensor
+        ``weights``, updated in place.
+    """
+    mode = check_enum("mode", mode, WTAMode)
+    radius = check_int("radius", radius, minimum=0)
+    k_winners = check_int("k_winners", k_winners, minimum=1)
+    _, _, _, flat, flat_t = _run_event_kernel(
+        in_times, weights, threshold, padding, time_steps, False, False, (mode, radius, k_winners), times=False
+    )
+    sample, slot = nonzero_indices(flat >= 0)
+    index = flat[sample, slot].to(torch.int64)
+    out_h = conv_output_size(in_times.shape[2], weights.shape[-1], 1, padding)
+    out_w = conv_output_size(in_times.shape[3], weights.shape[-1], 1, padding)
+    channel, position = index // (out_h * out_w), index % (out_h * out_w)
+    order = torch.argsort(sample * weights.shape[0] + channel, stable=True)
+    winners = (sample[order], channel[order], position[order] // out_w, position[order] % out_w)
+    return _native_sequential_steps_(weights, in_times, winners, flat_t[sample, slot][order], lr_plus, lr_minus,
+                                     config, padding, time_steps)
 
 
 def fires_at_all(
