@@ -405,6 +405,12 @@ def survivor_winners(
     return select_winners_among(times, potentials, candidates, mode, radius, k_winners)
 
 
+def _checked_winner_rule(mode: WTAMode, radius: int, k_winners: int) -> Tuple[WTAMode, int, int]:
+    """Validated ``(mode, radius, k_winners)`` of a learning-winner rule."""
+    return (check_enum("mode", mode, WTAMode), check_int("radius", radius, minimum=0),
+            check_int("k_winners", k_winners, minimum=1))
+
+
 def first_spike_conv_winners(
     in_times: Tensor,
     weight: Tensor,
@@ -435,9 +441,7 @@ def first_spike_conv_winners(
     -----
     On the event-driven path ``times`` is a channels-last view (the kernel's layout).
     """
-    mode = check_enum("mode", mode, WTAMode)
-    radius = check_int("radius", radius, minimum=0)
-    k_winners = check_int("k_winners", k_winners, minimum=1)
+    mode, radius, k_winners = _checked_winner_rule(mode, radius, k_winners)
     if _resolve_method(method, in_times) == "dense":
         times, potentials, survivor = first_spike_conv_pointwise(
             in_times, weight, threshold, padding, time_steps, "dense"
@@ -541,9 +545,7 @@ def event_sequential_step_(
     Tensor
         ``weights``, updated in place.
     """
-    mode = check_enum("mode", mode, WTAMode)
-    radius = check_int("radius", radius, minimum=0)
-    k_winners = check_int("k_winners", k_winners, minimum=1)
+    mode, radius, k_winners = _checked_winner_rule(mode, radius, k_winners)
     _, _, _, flat, flat_t = _run_event_kernel(
         in_times, weights, threshold, padding, time_steps, False, False, (mode, radius, k_winners), times=False
     )
