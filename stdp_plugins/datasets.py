@@ -36,6 +36,7 @@ __all__ = [
     "load_idx",
     "embedded_mnist",
     "embedded_split",
+    "shift_images",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -211,3 +212,35 @@ def embedded_split() -> Tuple[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor]]:
     images, labels = embedded_mnist()
     cut = EMBEDDED_TRAIN_SIZE
     return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
+def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:
+    """Images moved ``dy`` pixels down and ``dx`` pixels right, with zeros moving in.
+
+    Parameters
+    ----------
+    images : Tensor
+        ``[N, H, W]`` grey images (any dtype).
+    dy, dx : int
+        Signed offsets; a negative ``dy`` moves up, a negative ``dx`` left. Their sizes must be
+        below ``H`` and ``W``.
+
+    Returns
+    -------
+    Tensor
+        A new tensor shaped and typed like ``images``.
+    """
+    if not isinstance(images, Tensor) or images.dim() != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a [N, H, W] tensor, got {shape}")
+    height, width = images.shape[1:]
+    for name, offset, size in (("dy", dy, height), ("dx", dx, width)):
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"{name} must be an int, got {type(offset).__name__} {offset!r}")
+        if abs(offset) >= size:
+            raise ValueError(f"{name} must lie in (-{size}, {size}) for images of that size, got {offset}")
+    shifted = torch.zeros_like(images)
+    shifted[:, max(dy, 0): height + min(dy, 0), max(dx, 0): width + min(dx, 0)] = (
+        images[:, max(-dy, 0): height + min(-dy, 0), max(-dx, 0): width + min(-dx, 0)]
+    )
+    return shifted

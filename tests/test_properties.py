@@ -3,7 +3,7 @@
 import math
 
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from stdp_plugins import STDPConfig, STDPLearner, STDPVariant, get_first_spike_times
@@ -114,3 +114,23 @@ def test_sequential_update_equals_sample_by_sample_updates(seed, variant, stride
     got = sequential_stdp_update_(w.clone(), pre, post, mask, lr, lr / 2, variant, -0.5, 1.0, stride, padding)
     assert torch.equal(got, expected)
     assert got.min() >= -0.5 and got.max() <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=seeds, size=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+       offset=st.tuples(st.integers(-6, 6), st.integers(-6, 6)))
+def test_shifting_moves_every_pixel_that_stays_inside(seed, size, offset):
+    from stdp_plugins.datasets import shift_images
+
+    height, width = size
+    dy, dx = offset
+    assume(abs(dy) < height and abs(dx) < width)
+    images = torch.randint(1, 256, (2, height, width), generator=torch.Generator().manual_seed(seed)).to(torch.uint8)
+    shifted = shift_images(images, dy, dx)
+    inside = torch.zeros(height, width, dtype=torch.bool)
+    inside[max(dy, 0): height + min(dy, 0), max(dx, 0): width + min(dx, 0)] = True
+    assert (shifted[:, ~inside] == 0).all()  # zeros move in
+    back = shift_images(shifted, -dy, -dx)  # moving back restores what stayed inside
+    kept = shift_images(inside[None].to(torch.uint8), -dy, -dx)[0].bool()
+    assert torch.equal(back[:, kept], images[:, kept]) and (back[:, ~kept] == 0).all()
+    assert int(shifted.sum()) == int(images[:, kept].long().sum())
