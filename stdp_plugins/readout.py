@@ -3,20 +3,40 @@
 The fitted classifier is kept as plain arrays (:class:`LinearReadout`), so trained models
 are saved without pickling scikit-learn objects; prediction is ``argmax(x W^T + b)``,
 exactly ``LinearSVC.predict`` for one-vs-rest multi-class problems.
+
+Shifted copies (:func:`shifted_training_set`, :func:`predict_shifted`): the read-out can be
+fitted on the features of the training images and of copies of them moved ``shift`` pixels
+up, down, left or right, and an image is then classified by the summed scores of itself and
+its four shifted copies. The network and its features are unchanged; the linear classifier
+just sees each digit at the small offsets the pooling layers do not absorb.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .datasets import shift_images
 from .learning._checks import check_float, check_int, check_tensor
 
-__all__ = ["LinearReadout", "fit_readout", "silent_fraction"]
+if TYPE_CHECKING:  # scipy is imported lazily, with scikit-learn
+    from scipy import sparse
+
+__all__ = [
+    "LinearReadout",
+    "fit_readout",
+    "silent_fraction",
+    "shift_offsets",
+    "shifted_training_set",
+    "predict_shifted",
+]
+
+#: A function from uint8 images ``[N, H, W]`` to features ``[N, ...]``.
+Featurizer = Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -37,18 +57,29 @@ class LinearReadout:
     bias: Tensor
     classes: Tensor
 
-    def predict(self, features: Tensor) -> Tensor:
-        """Predicted labels ``[N]`` of features ``[N, ...]`` (flattened)."""
+    def scores(self, features: Tensor) -> Tensor:
+        """Decision values ``x W^T + b``, float64 ``[N, n_classes]`` (``[N, 1]`` for two
+        classes), of features ``[N, ...]`` (flattened)."""
         check_tensor("features", features)
         x = features.reshape(features.shape[0], -1).to(torch.float64)
         if x.shape[1] != self.weight.shape[1]:
             raise ValueError(
                 f"features must have {self.weight.shape[1]} values per sample, got {x.shape[1]}"
             )
-        scores = x @ self.weight.T + self.bias
+        return x @ self.weight.T + self.bias
+
+    def labels_of_scores(self, scores: Tensor) -> Tensor:
+        """Labels ``[N]`` of decision values (as from :meth:`scores`, or a sum of them)."""
+        check_tensor("scores", scores, 2, "[N, n_classes]")
+        if scores.shape[1] != self.weight.shape[0]:
+            raise ValueError(f"scores must have {self.weight.shape[0]} columns, got {scores.shape[1]}")
         if self.weight.shape[0] == 1:
             return self.classes[(scores[:, 0] > 0).long()]
         return self.classes[scores.argmax(dim=1)]
+
+    def predict(self, features: Tensor) -> Tensor:
+        """Predicted labels ``[N]`` of features ``[N, ...]`` (flattened)."""
+        return self.labels_of_scores(self.scores(features))
 
     def accuracy(self, features: Tensor, labels: Tensor) -> float:
         """Fraction of correctly predicted ``labels``."""
@@ -69,7 +100,13 @@ class LinearReadout:
         return cls(state["weight"], state["bias"], state["classes"])
 
 
-def fit_readout(features: Tensor, labels: Tensor, c: float = 2.4, seed: int = 0, max_iter: int = 1000) -> LinearReadout:
+def fit_readout(
+    features: Union[Tensor, Iterable[Tensor]],
+    labels: Tensor,
+    c: float = 2.4,
+    seed: int = 0,
+    max_iter: int = 1000,
+) -> LinearReadout:
     """Fit ``sklearn.svm.LinearSVC(C=c)`` on flattened features.
 
     The primal solver (``dual=False``) is used: on spike features it converges in a few
@@ -78,8 +115,11 @@ def fit_readout(features: Tensor, labels: Tensor, c: float = 2.4, seed: int = 0,
 
     Parameters
     ----------
-    features : Tensor
-        ``[N, ...]`` features (e.g. bool spikes ``[N, 150, 9, 9]``).
+    features : Tensor or iterable of Tensor
+        ``[N, ...]`` features (e.g. bool spikes ``[N, 150, 9, 9]``), or chunks ``[n_i, ...]``
+        of them in the order of ``labels`` (e.g. from :func:`shifted_training_set`); chunks
+        go one by one into a sparse matrix, so the dense features of all rows never exist
+        at once.
     labels : Tensor
         ``[N]`` integer labels with at least two classes.
     c : float
@@ -91,22 +131,16 @@ def fit_readout(features: Tensor, labels: Tensor, c: float = 2.4, seed: int = 0,
     """
     from sklearn.svm import LinearSVC
 
-    check_tensor("features", features)
     check_tensor("labels", labels, 1, "[N]")
-    if features.shape[0] != labels.shape[0]:
-        raise ValueError(f"labels must have {features.shape[0]} entries, got {labels.shape[0]}")
     c = check_float("c", c, minimum=0.0, strict_min=True)
     check_int("max_iter", max_iter, minimum=1)
     if torch.unique(labels).numel() < 2:
         raise ValueError("labels must contain at least two classes")
-    from scipy import sparse
-
-    # spike features are sparse and binary: a CSR matrix keeps memory and time low; it is
-    # built from the features' own dtype and only then cast, never via a dense float64 copy
-    x = sparse.csr_matrix(features.reshape(features.shape[0], -1).cpu().numpy()).astype(np.float64)
-    y = labels.cpu().numpy()
+    x = _sparse_rows([features] if isinstance(features, Tensor) else features)
+    if x.shape[0] != labels.shape[0]:
+        raise ValueError(f"labels must have {x.shape[0]} entries (one per feature row), got {labels.shape[0]}")
     svm = LinearSVC(C=c, dual=False, random_state=seed, max_iter=max_iter)
-    svm.fit(x, y)
+    svm.fit(x, labels.cpu().numpy())
     return LinearReadout(
         torch.from_numpy(np.asarray(svm.coef_, dtype=np.float64)),
         torch.from_numpy(np.asarray(svm.intercept_, dtype=np.float64)),
@@ -114,9 +148,136 @@ def fit_readout(features: Tensor, labels: Tensor, c: float = 2.4, seed: int = 0,
     )
 
 
+def _sparse_rows(chunks: Iterable[Tensor]) -> "sparse.csr_matrix":
+    """One float64 CSR matrix (int32 indices) of feature chunks ``[n_i, ...]``, chunk by chunk.
+
+    Spike features are sparse: only each chunk's non-zeros are kept, never a dense float64
+    copy of the rows; of a bool chunk only the column indices (its values are all 1).
+    """
+    from scipy import sparse
+
+    values: List[Tuple[int, np.ndarray]] = []  # (first entry, values) of non-bool chunks
+    columns: List[np.ndarray] = []
+    row_ends: List[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+    width = None
+    for index, chunk in enumerate(chunks):
+        check_tensor(f"features chunk {index}", chunk)
+        flat = chunk.detach().reshape(chunk.shape[0], -1).cpu().numpy()
+        if width is None:
+            width = flat.shape[1]
+        elif flat.shape[1] != width:
+            raise ValueError(f"features chunk {index} has {flat.shape[1]} values per sample, earlier chunks {width}")
+        rows, cols = np.nonzero(flat)
+        if flat.dtype != np.bool_:
+            values.append((int(row_ends[-1][-1]), flat[rows, cols].astype(np.float64)))
+        columns.append(cols.astype(np.int32))
+        row_ends.append(row_ends[-1][-1] + np.cumsum(np.bincount(rows, minlength=flat.shape[0])))
+    if width is None:
+        raise ValueError("features must hold at least one chunk")
+    indptr = np.concatenate(row_ends)
+    data = np.ones(int(indptr[-1]))
+    for start, chunk_values in values:
+        data[start: start + chunk_values.size] = chunk_values
+    return sparse.csr_matrix((data, np.concatenate(columns), indptr), shape=(indptr.size - 1, width))
+
+
+def shift_offsets(shift: int) -> List[Tuple[int, int]]:
+    """``(dy, dx)`` of an image and its copies: ``(0, 0)`` first, then, for ``shift > 0``,
+    ``shift`` pixels down, up, right and left."""
+    shift = check_int("shift", shift, minimum=0)
+    if shift == 0:
+        return [(0, 0)]
+    return [(0, 0), (shift, 0), (-shift, 0), (0, shift), (0, -shift)]
+
+
+def _features_at(featurize: Featurizer, images: Tensor, dy: int, dx: int, batch_size: int) -> Iterator[Tensor]:
+    """Features of ``images`` moved by ``(dy, dx)``, ``batch_size`` images at a time."""
+    for chunk in images.split(batch_size):
+        yield featurize(shift_images(chunk, dy, dx) if (dy, dx) != (0, 0) else chunk)
+
+
+def shifted_training_set(
+    featurize: Featurizer,
+    images: Tensor,
+    labels: Tensor,
+    shift: int = 1,
+    copies: int = 2,
+    batch_size: int = 512,
+) -> Tuple[Iterator[Tensor], Tensor]:
+    """Features of ``images`` and of shifted copies of them, for :func:`fit_readout`.
+
+    Image ``i`` gets ``copies`` of the four shifted copies of :func:`shift_offsets`, taken
+    round-robin: with ``copies=2`` even images move down and up, odd ones right and left,
+    so each direction covers half the images at half the memory of all four.
+
+    Parameters
+    ----------
+    featurize : callable
+        Images ``[n, H, W]`` to features ``[n, ...]`` (e.g. ``net``, a
+        :class:`~stdp_plugins.models.KheradpishehNet`).
+    images : Tensor
+        ``[N, H, W]`` training images.
+    labels : Tensor
+        ``[N]`` their labels.
+    shift : int
+        Pixels of the shifted copies; 0: the images only.
+    copies : int
+        Shifted copies per image, 1 to 4 (ignored when ``shift`` is 0).
+    batch_size : int
+        Images per call of ``featurize``.
+
+    Returns
+    -------
+    (iterator of Tensor, Tensor)
+        Lazily computed feature chunks (the images first, then the copies, direction by
+        direction) and the matching labels ``[N + N * copies]``.
+    """
+    check_tensor("labels", labels, 1, "[N]")
+    check_tensor("images", images, 3, "[N, H, W]")
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(f"labels must have {images.shape[0]} entries (one per image), got {labels.shape[0]}")
+    offsets = shift_offsets(shift)
+    copies = check_int("copies", copies, minimum=1)
+    if copies > 4:
+        raise ValueError(f"copies must be 1 to 4 (one per shift direction), got {copies}")
+    check_int("batch_size", batch_size, minimum=1)
+    index = torch.arange(images.shape[0])
+    # direction d (0-3) of offsets[1:] goes to the images whose round-robin run covers it
+    chosen = [index] + [index[(d - index * copies) % 4 < copies] for d in range(len(offsets) - 1)]
+    chunks = (
+        features
+        for (dy, dx), rows in zip(offsets, chosen)
+        for features in _features_at(featurize, images[rows], dy, dx, batch_size)
+    )
+    return chunks, torch.cat([labels[rows] for rows in chosen])
+
+
+def predict_shifted(
+    readout: LinearReadout, featurize: Featurizer, images: Tensor, shift: int = 1, batch_size: int = 512
+) -> Tensor:
+    """Labels ``[N]`` of ``images`` from the summed scores of each image and its shifted copies.
+
+    With ``shift=0`` this is ``readout.predict(featurize(images))``.
+
+    Parameters
+    ----------
+    readout : LinearReadout
+        The fitted classifier.
+    featurize, images, shift, batch_size
+        As in :func:`shifted_training_set`.
+    """
+    check_tensor("images", images, 3, "[N, H, W]")
+    offsets = shift_offsets(shift)
+    check_int("batch_size", batch_size, minimum=1)
+    total = torch.zeros(images.shape[0], readout.weight.shape[0], dtype=torch.float64)
+    for dy, dx in offsets:
+        total += torch.cat([readout.scores(f).cpu() for f in _features_at(featurize, images, dy, dx, batch_size)])
+    return readout.labels_of_scores(total)
+
+
 def silent_fraction(features: Tensor) -> float:
     """Fraction of samples whose features are all zero (the network stayed silent)."""
     check_tensor("features", features)
     if features.shape[0] == 0:
         return 0.0
-    return float((features.reshape(features.shape[0], -1) == 0).all(dim=1).to(torch.float64).mean())
+    return float((~features.reshape(features.shape[0], -1).any(dim=1)).to(torch.float64).mean())

@@ -5,10 +5,12 @@ import math
 import pytest
 import torch
 
-from stdp_plugins.datasets import embedded_mnist
+from stdp_plugins.datasets import embedded_mnist, shift_images
 from stdp_plugins.learning import STDPLearner
 from stdp_plugins.models.kheradpisheh import KheradpishehNet
-from stdp_plugins.readout import LinearReadout, fit_readout, silent_fraction
+from stdp_plugins.readout import (
+    LinearReadout, fit_readout, predict_shifted, shift_offsets, shifted_training_set, silent_fraction,
+)
 from stdp_plugins.models.spiking import codes_to_times, times_to_codes
 from stdp_plugins.training import LayerwiseTrainer, SpikeCodeFile, TrainConfig
 
@@ -133,6 +135,77 @@ def test_readout_fits_and_round_trips():
     assert silent_fraction(torch.tensor([[0, 1], [0, 0]])) == 0.5
     with pytest.raises(ValueError, match="two classes"):
         fit_readout(feats[:3], torch.zeros(3, dtype=torch.long))
+
+
+def test_readout_from_chunks_equals_readout_from_one_tensor():
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(90) % 3
+    feats = (torch.rand(3, 30, generator=g) < 0.3)[labels] ^ (torch.rand(90, 30, generator=g) < 0.1)
+    whole = fit_readout(feats, labels)
+    chunked = fit_readout(iter(feats.split(7)), labels)
+    assert torch.equal(whole.weight, chunked.weight) and torch.equal(whole.bias, chunked.bias)
+    graded = feats.to(torch.float32) * torch.rand(90, 30, generator=g)
+    mixed = fit_readout([graded[:40], graded[40:].bool(), ], labels)  # a bool chunk holds ones
+    reference = fit_readout(torch.cat([graded[:40], graded[40:].bool().float()]), labels)
+    assert torch.equal(mixed.weight, reference.weight)
+    assert torch.equal(whole.labels_of_scores(whole.scores(feats)), whole.predict(feats))
+    with pytest.raises(ValueError, match="chunk 1 has 29 values per sample, earlier chunks 30"):
+        fit_readout([feats[:40], feats[40:, :29]], labels)
+    with pytest.raises(ValueError, match="labels must have 90 entries"):
+        fit_readout(iter(feats.split(7)), labels[:80])
+    with pytest.raises(ValueError, match="at least one chunk"):
+        fit_readout(iter([]), labels)
+    with pytest.raises(ValueError, match="scores must have 3 columns, got 2"):
+        whole.labels_of_scores(torch.zeros(4, 2))
+
+
+def test_shift_images_moves_pixels_and_fills_zeros():
+    images = torch.arange(1, 10, dtype=torch.uint8).view(1, 3, 3)
+    assert shift_images(images, 1, 0).tolist() == [[[0, 0, 0], [1, 2, 3], [4, 5, 6]]]
+    assert shift_images(images, 0, -1).tolist() == [[[2, 3, 0], [5, 6, 0], [8, 9, 0]]]
+    assert shift_images(images, -2, 2).tolist() == [[[0, 0, 7], [0, 0, 0], [0, 0, 0]]]
+    assert torch.equal(shift_images(images, 0, 0), images)
+    with pytest.raises(ValueError, match=r"dy must lie in \(-3, 3\).*got 3"):
+        shift_images(images, 3, 0)
+    with pytest.raises(TypeError, match="dx must be an int"):
+        shift_images(images, 0, 1.0)
+    with pytest.raises(ValueError, match=r"images must be a \[N, H, W\] tensor, got \(3, 3\)"):
+        shift_images(images[0], 0, 0)
+    assert shift_offsets(0) == [(0, 0)]
+    assert shift_offsets(2) == [(0, 0), (2, 0), (-2, 0), (0, 2), (0, -2)]
+    with pytest.raises(ValueError, match="shift"):
+        shift_offsets(-1)
+
+
+def test_shifted_training_set_and_prediction_use_every_copy():
+    """Row order: the images, then each offset; prediction sums the copies' scores."""
+    g = torch.Generator().manual_seed(2)
+    images = (torch.rand(12, 6, 6, generator=g) * 255).to(torch.uint8)
+    labels = torch.arange(12) % 2
+    featurize = lambda x: x.reshape(x.shape[0], -1) > 128  # noqa: E731 - a toy featurizer
+    chunks, repeated = shifted_training_set(featurize, images, labels, shift=1, copies=4, batch_size=5)
+    rows = torch.cat(list(chunks))
+    expected = torch.cat([featurize(shift_images(images, dy, dx)) for dy, dx in shift_offsets(1)])
+    assert torch.equal(rows, expected) and torch.equal(repeated, labels.repeat(5))
+    # two copies: even images move down and up, odd ones right and left
+    chunks, two = shifted_training_set(featurize, images, labels, shift=1, copies=2, batch_size=5)
+    even, odd = images[0::2], images[1::2]
+    expected = torch.cat([featurize(images), featurize(shift_images(even, 1, 0)), featurize(shift_images(even, -1, 0)),
+                          featurize(shift_images(odd, 0, 1)), featurize(shift_images(odd, 0, -1))])
+    assert torch.equal(torch.cat(list(chunks)), expected)
+    assert torch.equal(two, torch.cat([labels, labels[0::2], labels[0::2], labels[1::2], labels[1::2]]))
+    chunks, one = shifted_training_set(featurize, images, labels, shift=1, copies=1)
+    assert torch.equal(one, torch.cat([labels] + [labels[d::4] for d in range(4)]))
+    chunks, none = shifted_training_set(featurize, images, labels, shift=0)
+    assert torch.equal(torch.cat(list(chunks)), featurize(images)) and torch.equal(none, labels)
+    with pytest.raises(ValueError, match="copies must be 1 to 4"):
+        shifted_training_set(featurize, images, labels, copies=5)
+    readout = fit_readout(rows, repeated)
+    summed = sum(readout.scores(featurize(shift_images(images, dy, dx))) for dy, dx in shift_offsets(1))
+    assert torch.equal(predict_shifted(readout, featurize, images, 1, batch_size=5), readout.labels_of_scores(summed))
+    assert torch.equal(predict_shifted(readout, featurize, images, 0), readout.predict(featurize(images)))
+    with pytest.raises(ValueError, match="labels must have 12 entries"):
+        shifted_training_set(featurize, images, labels[:5])
 
 
 @pytest.mark.parametrize(
