@@ -1,7 +1,8 @@
 """Replicate Kheradpisheh et al. (2018) on the embedded MNIST digits, and draw its figures.
 
 Trains the reference network layer by layer without labels, reads it out with a linear
-SVM, prints the test accuracy and the convergence metric of both layers, and writes the
+SVM (fitted on the training digits and shifted copies of them, as ``stdp-plugins train``
+does), prints the test accuracy and the convergence metric of both layers, and writes the
 two figures of the documentation into ``--out``: ``kheradpisheh_kernels.png`` (the learned
 layer-1 kernels as on/off-centre images) and ``kheradpisheh_convergence.png`` (the
 convergence metric against the images each layer has seen).
@@ -22,7 +23,7 @@ import torch
 from stdp_plugins.datasets import embedded_split
 from stdp_plugins.figures import plot_convergence, plot_layer1_kernels
 from stdp_plugins.models.kheradpisheh import KheradpishehNet
-from stdp_plugins.readout import fit_readout
+from stdp_plugins.readout import fit_readout, predict_shifted, shifted_training_set
 from stdp_plugins.training import LayerwiseTrainer, TrainConfig
 
 
@@ -45,8 +46,8 @@ def main(argv: Optional[Sequence[str]] = None) -> float:
     history = LayerwiseTrainer(net, train_x, config).train()
 
     with torch.no_grad():
-        readout = fit_readout(net(train_x), train_y)
-        accuracy = readout.accuracy(net(test_x), test_y)
+        readout = fit_readout(*shifted_training_set(net, train_x, train_y, shift=1, copies=2))
+        accuracy = (predict_shifted(readout, net, test_x, shift=1) == test_y).double().mean().item()
     print(f"test accuracy {accuracy:.4f}")
     print(f"convergence layer1 {net.convergence(1):.5f} layer2 {net.convergence(2):.5f}")
 

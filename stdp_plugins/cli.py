@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -31,7 +31,7 @@ from .datasets import DatasetError, embedded_split, load_dataset
 from .figures import plot_convergence, plot_layer1_kernels
 from .kernels import REDUCTIONS
 from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
-from .readout import LinearReadout, fit_readout, silent_fraction
+from .readout import LinearReadout, fit_readout, predict_shifted, shifted_training_set, silent_fraction
 from .training import (
     CheckpointError,
     LayerwiseTrainer,
@@ -41,12 +41,23 @@ from .training import (
     save_checkpoint,
 )
 
-__all__ = ["main", "build_parser", "load_model", "extract_features"]
+__all__ = ["main", "build_parser", "load_model", "extract_features", "spike_features"]
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 EXIT_INTERRUPTED = 130
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def _device(name: str) -> torch.device:
@@ -55,28 +66,37 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def spike_features(model: KheradpishehNet) -> Callable[[Tensor], Tensor]:
+    """The featurizer of ``model``: uint8 images ``[n, H, W]`` to bool features on the CPU."""
+    device = model.conv1.weight.device
+    return lambda images: model.features(model.encode(images.to(device))).cpu()
+
+
 def extract_features(model: KheradpishehNet, images: Tensor, batch_size: int = 512) -> Tuple[Tensor, float]:
     """Features (bool ``[N, 150, 9, 9]``, CPU) of uint8 images and the images/s it took."""
-    device = model.conv1.weight.device
+    featurize = spike_features(model)
     start = time.perf_counter()
-    parts = [model.features(model.encode(chunk.to(device))).cpu() for chunk in images.split(batch_size)]
+    parts = [featurize(chunk) for chunk in images.split(batch_size)]
     seconds = time.perf_counter() - start
     return torch.cat(parts), images.shape[0] / max(seconds, 1e-9)
 
 
-def save_model(path: Path, model: KheradpishehNet, readout: LinearReadout, seed: int) -> None:
-    """Write ``model.pt``: configuration, weights and read-out."""
+def save_model(path: Path, model: KheradpishehNet, readout: LinearReadout, seed: int, readout_shift: int = 0) -> None:
+    """Write ``model.pt``: configuration, weights, read-out and its shift (see
+    :func:`~stdp_plugins.readout.predict_shifted`)."""
     save_checkpoint(path, {
         "kind": "model",
         "model_config": model.config.to_dict(),
         "seed": seed,
         "weights": {"conv1": model.conv1.weight.detach().cpu(), "conv2": model.conv2.weight.detach().cpu()},
         "readout": readout.state_dict(),
+        "readout_shift": readout_shift,
     })
 
 
-def load_model(model_dir: Path, device: torch.device) -> Tuple[KheradpishehNet, LinearReadout]:
-    """Load the network and read-out that ``train`` wrote into ``model_dir``."""
+def load_model(model_dir: Path, device: torch.device) -> Tuple[KheradpishehNet, LinearReadout, int]:
+    """Load the network, read-out and read-out shift that ``train`` wrote into ``model_dir``
+    (models written before the shift existed get 0)."""
     path = Path(model_dir) / MODEL_FILE
     payload = load_checkpoint(path)
     try:
@@ -87,9 +107,10 @@ def load_model(model_dir: Path, device: torch.device) -> Tuple[KheradpishehNet, 
             model.conv1.weight.copy_(payload["weights"]["conv1"])
             model.conv2.weight.copy_(payload["weights"]["conv2"])
         readout = LinearReadout.from_state_dict(payload["readout"])
+        readout_shift = int(payload.get("readout_shift", 0))
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: incomplete or malformed model file ({exc!r})") from exc
-    return model.to(device), readout
+    return model.to(device), readout, readout_shift
 
 
 def _datasets(args: argparse.Namespace) -> Tuple[Tuple[Tensor, Tensor], Optional[Tuple[Tensor, Tensor]], str]:
@@ -151,16 +172,19 @@ def _train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: checkpoint saved to {stop.checkpoint}; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     train_features, feature_rate = extract_features(model, train_x)
-    readout_start = time.perf_counter()
-    readout = fit_readout(train_features, train_y, c=args.svm_c, seed=args.seed, max_iter=args.svm_max_iter)
-    readout_seconds = time.perf_counter() - readout_start
-    accuracy = {"train": readout.accuracy(train_features, train_y)}
     silent = {"train": silent_fraction(train_features)}
+    del train_features
+    featurize = spike_features(model)
+    readout_start = time.perf_counter()
+    rows, labels = shifted_training_set(featurize, train_x, train_y, args.readout_shift, args.readout_copies)
+    readout = fit_readout(rows, labels, c=args.svm_c, seed=args.seed, max_iter=args.svm_max_iter)
+    readout_seconds = time.perf_counter() - readout_start
+    accuracy = {"train": _accuracy(readout, featurize, train_x, train_y, args.readout_shift)}
     if test is not None:
         test_features, _ = extract_features(model, test[0])
-        accuracy["test"] = readout.accuracy(test_features, test[1])
         silent["test"] = silent_fraction(test_features)
-    save_model(out / MODEL_FILE, model, readout, args.seed)
+        accuracy["test"] = _accuracy(readout, featurize, test[0], test[1], args.readout_shift)
+    save_model(out / MODEL_FILE, model, readout, args.seed, args.readout_shift)
     rates = trainer.images_per_second()
     metrics = {
         "accuracy": accuracy,
@@ -184,6 +208,8 @@ def _train(args: argparse.Namespace) -> int:
         "train_config": asdict(config),
         "svm_c": args.svm_c,
         "svm_max_iter": args.svm_max_iter,
+        "readout_shift": args.readout_shift,
+        "readout_copies": args.readout_copies,
     }
     metrics = _json_safe(metrics)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
@@ -191,6 +217,15 @@ def _train(args: argparse.Namespace) -> int:
     shown = ", ".join(f"{k} {v:.2%}" for k, v in accuracy.items())
     print(f"accuracy: {shown}; wrote {out / METRICS_FILE}")
     return 0
+
+
+def _accuracy(readout: LinearReadout, featurize: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor,
+              shift: int) -> float:
+    """Fraction of ``labels`` that :func:`~stdp_plugins.readout.predict_shifted` gets right."""
+    if labels.numel() == 0:
+        raise ValueError("labels must not be empty")
+    predicted = predict_shifted(readout, featurize, images, shift)
+    return float((predicted == labels.to(torch.int64)).to(torch.float64).mean())
 
 
 def _peak_rss_mib() -> Optional[float]:
@@ -219,10 +254,10 @@ def _figures(out: Path, model: KheradpishehNet, history: Dict[int, List[Tuple[in
 
 def _evaluate(args: argparse.Namespace) -> int:
     device = _device(args.device)
-    model, readout = load_model(Path(args.model), device)
+    model, readout, shift = load_model(Path(args.model), device)
     images, labels = load_dataset(args.data)
     features, rate = extract_features(model, images)
-    accuracy = readout.accuracy(features, labels)
+    accuracy = _accuracy(readout, spike_features(model), images, labels, shift)
     result = {
         "data": str(args.data),
         "n_images": int(images.shape[0]),
@@ -238,7 +273,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     model_dir = Path(args.model)
-    model, _ = load_model(model_dir, torch.device("cpu"))
+    model, _, _ = load_model(model_dir, torch.device("cpu"))
     checkpoint = model_dir / CHECKPOINT_FILE
     history: Dict[int, List[Tuple[int, float]]] = {1: [], 2: []}
     if checkpoint.exists():
@@ -277,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-limit", type=int, help="use only the first N test images")
     train.add_argument("--svm-c", type=float, default=2.4, help="LinearSVC C (default: %(default)s)")
     train.add_argument("--svm-max-iter", type=int, default=1000, help="LinearSVC iteration cap (default: %(default)s)")
+    train.add_argument("--readout-shift", type=_non_negative_int, default=1, metavar="PIXELS",
+                       help="also fit the SVM on copies of the training images moved PIXELS up, down, left "
+                            "or right, and classify by the summed scores of an image and its four shifted "
+                            "copies (0: the images only; default: %(default)s)")
+    train.add_argument("--readout-copies", type=int, choices=(1, 2, 3, 4), default=2,
+                       help="shifted copies per training image, directions taken round-robin "
+                            "(default: %(default)s; 4 needs about 0.6 GB more memory)")
     train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     train.add_argument("--threads", type=int, help="CPU threads for torch and the event kernel (default: torch's)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")

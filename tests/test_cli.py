@@ -59,7 +59,30 @@ def test_train_writes_model_metrics_and_figures(trained):
     rates = metrics["images_per_second"]
     assert all(rates[k] > 0 for k in ("encoding", "layer1_training", "layer2_training", "feature_extraction"))
     assert 0.0 <= metrics["silent_fraction"]["test"] <= 1.0
+    assert metrics["readout_shift"] == 1
     assert (trained / "kernels.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_readout_shift_is_saved_and_used_by_evaluate(trained, files, tmp_path):
+    """evaluate classifies with the shift train used; --readout-shift 0 is the plain SVM."""
+    from stdp_plugins.cli import extract_features, load_model, spike_features
+    from stdp_plugins.readout import predict_shifted
+
+    model, readout, shift = load_model(trained, torch.device("cpu"))
+    assert shift == 1
+    images, labels = load_dataset(files / "test.npz")
+    expected = (predict_shifted(readout, spike_features(model), images, 1) == labels).double().mean().item()
+    assert json.loads((trained / "metrics.json").read_text())["accuracy"]["test"] == pytest.approx(expected)
+    plain = tmp_path / "plain"
+    assert main(["train", "--data", str(files / "train.npz"), "--test-data", str(files / "test.npz"),
+                 "--out", str(plain), "--batch-size", "16", "--epochs", "1", "--no-progress",
+                 "--readout-shift", "0"]) == 0
+    model, readout, shift = load_model(plain, torch.device("cpu"))
+    features, _ = extract_features(model, images)
+    assert shift == 0
+    metrics = json.loads((plain / "metrics.json").read_text())
+    assert metrics["readout_shift"] == 0
+    assert metrics["accuracy"]["test"] == pytest.approx(readout.accuracy(features, labels))
 
 
 @pytest.mark.parametrize("name", ["test.npz", "t10k-images-idx3-ubyte.gz", "plain-images-idx3-ubyte"])
@@ -144,3 +167,6 @@ def test_bad_model_dir_and_arguments(tmp_path, files, capsys):
         main(["train", "--epochs", "1", "2", "3"])
     with pytest.raises(SystemExit):
         main(["bogus"])
+    with pytest.raises(SystemExit):
+        main(["train", "--readout-shift", "-1"])
+    assert "expected an integer >= 0, got -1" in capsys.readouterr().err

@@ -64,6 +64,7 @@ def _check_kheradpisheh(ns: dict) -> None:
     assert set(ns["history"]) == {1, 2} and all(ns["history"].values())
     assert tuple(ns["test_features"].shape) == (32, 150, 9, 9)
     assert 0.0 <= ns["readout"].accuracy(ns["test_features"], ns["test_labels"]) <= 1.0
+    assert ns["row_labels"].shape == (64 * 3,) and ns["predicted"].shape == (32,)
 
 
 # page -> what its code must have demonstrated (checked on the namespace it leaves).
