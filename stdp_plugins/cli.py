@@ -171,19 +171,19 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         print(f"\ninterrupted: checkpoint saved to {stop.checkpoint}; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    train_features, feature_rate = extract_features(model, train_x)
-    silent = {"train": silent_fraction(train_features)}
-    del train_features
     featurize = spike_features(model)
     readout_start = time.perf_counter()
     rows, labels = shifted_training_set(featurize, train_x, train_y, args.readout_shift, args.readout_copies)
     readout = fit_readout(rows, labels, c=args.svm_c, seed=args.seed, max_iter=args.svm_max_iter)
     readout_seconds = time.perf_counter() - readout_start
-    accuracy = {"train": _accuracy(readout, featurize, train_x, train_y, args.readout_shift)}
+    del rows, labels
+    train_features, feature_rate = extract_features(model, train_x)
+    silent = {"train": silent_fraction(train_features)}
+    accuracy = {"train": _accuracy(readout, model, train_x, train_y, args.readout_shift, train_features)}
     if test is not None:
         test_features, _ = extract_features(model, test[0])
         silent["test"] = silent_fraction(test_features)
-        accuracy["test"] = _accuracy(readout, featurize, test[0], test[1], args.readout_shift)
+        accuracy["test"] = _accuracy(readout, model, test[0], test[1], args.readout_shift, test_features)
     save_model(out / MODEL_FILE, model, readout, args.seed, args.readout_shift)
     rates = trainer.images_per_second()
     metrics = {
@@ -219,12 +219,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _accuracy(readout: LinearReadout, featurize: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor,
-              shift: int) -> float:
-    """Fraction of ``labels`` that :func:`~stdp_plugins.readout.predict_shifted` gets right."""
+def _accuracy(readout: LinearReadout, model: KheradpishehNet, images: Tensor, labels: Tensor, shift: int,
+              features: Tensor) -> float:
+    """Fraction of ``labels`` that :func:`~stdp_plugins.readout.predict_shifted` gets right,
+    given the images' own ``features``."""
     if labels.numel() == 0:
         raise ValueError("labels must not be empty")
-    predicted = predict_shifted(readout, featurize, images, shift)
+    predicted = predict_shifted(readout, spike_features(model), images, shift, features=features)
     return float((predicted == labels.to(torch.int64)).to(torch.float64).mean())
 
 
@@ -257,7 +258,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, readout, shift = load_model(Path(args.model), device)
     images, labels = load_dataset(args.data)
     features, rate = extract_features(model, images)
-    accuracy = _accuracy(readout, spike_features(model), images, labels, shift)
+    accuracy = _accuracy(readout, model, images, labels, shift, features)
     result = {
         "data": str(args.data),
         "n_images": int(images.shape[0]),

@@ -14,7 +14,7 @@ just sees each digit at the small offsets the pooling layers do not absorb.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -253,7 +253,12 @@ def shifted_training_set(
 
 
 def predict_shifted(
-    readout: LinearReadout, featurize: Featurizer, images: Tensor, shift: int = 1, batch_size: int = 512
+    readout: LinearReadout,
+    featurize: Featurizer,
+    images: Tensor,
+    shift: int = 1,
+    batch_size: int = 512,
+    features: Optional[Tensor] = None,
 ) -> Tensor:
     """Labels ``[N]`` of ``images`` from the summed scores of each image and its shifted copies.
 
@@ -265,13 +270,18 @@ def predict_shifted(
         The fitted classifier.
     featurize, images, shift, batch_size
         As in :func:`shifted_training_set`.
+    features : Tensor, optional
+        ``featurize(images)`` when the caller already has it (it is then not recomputed).
     """
     check_tensor("images", images, 3, "[N, H, W]")
     offsets = shift_offsets(shift)
     check_int("batch_size", batch_size, minimum=1)
-    total = torch.zeros(images.shape[0], readout.weight.shape[0], dtype=torch.float64)
-    for dy, dx in offsets:
-        total += torch.cat([readout.scores(f).cpu() for f in _features_at(featurize, images, dy, dx, batch_size)])
+    if features is not None and check_tensor("features", features).shape[0] != images.shape[0]:
+        raise ValueError(f"features must have {images.shape[0]} rows (one per image), got {features.shape[0]}")
+    total = readout.scores(features).cpu() if features is not None else None
+    for dy, dx in offsets[0 if features is None else 1:]:
+        scores = torch.cat([readout.scores(f).cpu() for f in _features_at(featurize, images, dy, dx, batch_size)])
+        total = scores if total is None else total + scores
     return readout.labels_of_scores(total)
 
 

@@ -204,6 +204,12 @@ def test_shifted_training_set_and_prediction_use_every_copy():
     summed = sum(readout.scores(featurize(shift_images(images, dy, dx))) for dy, dx in shift_offsets(1))
     assert torch.equal(predict_shifted(readout, featurize, images, 1, batch_size=5), readout.labels_of_scores(summed))
     assert torch.equal(predict_shifted(readout, featurize, images, 0), readout.predict(featurize(images)))
+    given = predict_shifted(readout, featurize, images, 1, features=featurize(images))
+    assert torch.equal(given, readout.labels_of_scores(summed))
+    assert torch.equal(predict_shifted(readout, featurize, images, 0, features=featurize(images)),
+                       readout.predict(featurize(images)))
+    with pytest.raises(ValueError, match="features must have 12 rows"):
+        predict_shifted(readout, featurize, images, 1, features=featurize(images[:3]))
     with pytest.raises(ValueError, match="labels must have 12 entries"):
         shifted_training_set(featurize, images, labels[:5])
 
