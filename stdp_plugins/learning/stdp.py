@@ -614,8 +614,15 @@ class STDPLearner:
             raise ValueError(f"delta must have the shape of weights {tuple(weights.shape)}, got {tuple(delta.shape)}")
         with torch.no_grad():
             weights.add_(delta).clamp_(self.config.weight_min, self.config.weight_max)
-        self._record(weights)
+        self.record_update(weights)
         return weights
+
+    def record_update(self, weights: Tensor) -> None:
+        """Count an update applied to ``weights`` elsewhere (e.g. by
+        :func:`stdp_plugins.fused_winner_update`): add 1 to :attr:`update_count` and append
+        :meth:`get_convergence` of the updated weights to :attr:`convergence_history`."""
+        self._update_count += 1
+        self._history.append(self.get_convergence(weights))
 
     def update_weights_for_winner(
         self,
@@ -662,10 +669,6 @@ class STDPLearner:
         delta = self.compute_update(weights, field.to(weights.dtype), post_spike_time)
         target = weights if inplace else weights.clone()
         return self.apply_update(target, delta)
-
-    def _record(self, weights: Tensor) -> None:
-        self._update_count += 1
-        self._history.append(self.get_convergence(weights))
 
     def get_convergence(self, weights: Tensor) -> float:
         """Convergence metric of ``weights`` normalised to the configured bounds."""

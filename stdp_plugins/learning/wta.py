@@ -83,6 +83,10 @@ class WTAConfig:
         Count winners and candidates for :attr:`WTAInhibition.winner_ratio`.
     k_winners : int, optional
         Cap on winners per sample (``None`` = no cap).
+    pointwise_inhibition : bool
+        Before the walk, keep at each position only the earliest neuron (ties to the
+        highest potential, then the lowest channel) as a candidate: Kheradpisheh et al.'s
+        pointwise inhibition, which SpykeTorch applies before its k-winner selection.
     """
 
     mode: WTAMode = WTAMode.GLOBAL
@@ -94,6 +98,7 @@ class WTAConfig:
     threshold_max: float = 100.0
     track_statistics: bool = True
     k_winners: Optional[int] = None
+    pointwise_inhibition: bool = False
 
     def __post_init__(self) -> None:
         self.mode = check_enum("mode", self.mode, WTAMode)
@@ -108,6 +113,8 @@ class WTAConfig:
             )
         if self.k_winners is not None:
             self.k_winners = check_int("k_winners", self.k_winners, minimum=1)
+        if not isinstance(self.pointwise_inhibition, bool):
+            raise TypeError(f"pointwise_inhibition must be a bool, got {self.pointwise_inhibition!r}")
 
 
 def _candidate_rank(spike_times: Tensor, potentials: Tensor) -> Tensor:
@@ -178,6 +185,8 @@ def select_winners(
     mode: Union[WTAMode, str] = WTAMode.GLOBAL,
     radius: int = 0,
     k_winners: Optional[int] = None,
+    *,
+    pointwise: bool = False,
 ) -> Tensor:
     """Winner mask of the greedy WTA rule for a whole batch.
 
@@ -193,6 +202,9 @@ def select_winners(
         Chebyshev radius of ``LOCAL`` / ``BOTH`` blocking (0 = same position only).
     k_winners : int, optional
         Cap on winners per sample.
+    pointwise : bool
+        Pointwise inhibition first: only the neuron :func:`select_winners` with ``LOCAL``
+        mode and radius 0 picks at each position remains a candidate.
 
     Returns
     -------
@@ -205,9 +217,16 @@ def select_winners(
     radius = check_int("radius", radius, minimum=0)
     if k_winners is not None:
         k_winners = check_int("k_winners", k_winners, minimum=1)
+    if not isinstance(pointwise, bool):
+        raise TypeError(f"pointwise must be a bool, got {type(pointwise).__name__}")
 
     if spike_times.shape[0] == 0 or spike_times[0].numel() == 0:
         return torch.zeros_like(spike_times, dtype=torch.bool)
+    if pointwise:
+        survivors = _pointwise_winners(spike_times, potentials)
+        if k_winners is not None and k_winners <= _WALK_MAX_K:
+            return _walk(spike_times, potentials, nonzero_indices(survivors), mode, radius, k_winners, True)
+        spike_times = torch.where(survivors, spike_times, math.inf)
     if mode is WTAMode.LOCAL and radius == 0 and k_winners is None:
         return _pointwise_winners(spike_times, potentials)
     if k_winners is not None and k_winners <= _WALK_MAX_K:
@@ -548,7 +567,8 @@ class WTAInhibition(nn.Module):
             times = torch.where(fired, 0.0, float("inf")).float()
             tie_potential = potential.float()
         cfg = self.config
-        mask = select_winners(times, tie_potential, cfg.mode, cfg.local_radius, cfg.k_winners)
+        mask = select_winners(times, tie_potential, cfg.mode, cfg.local_radius, cfg.k_winners,
+                              pointwise=cfg.pointwise_inhibition)
         filtered = fired.to(spikes.dtype) * mask.to(spikes.dtype)
         if cfg.track_statistics:
             self.n_winners += mask.sum()
