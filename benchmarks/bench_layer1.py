@@ -2,7 +2,7 @@
 
 from _common import BaselineNet, KheradpishehNet, TrainConfig, parser, rate, report, setup, train_images
 
-from stdp_plugins.models.spiking import kernel_threads
+from stdp_plugins.backends import kernel_threads
 
 
 def train_ours(net, inputs, batch_size):

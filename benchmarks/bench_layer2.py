@@ -14,7 +14,7 @@ import torch
 
 from _common import BaselineNet, KheradpishehNet, TrainConfig, parser, rate, report, setup, train_images, trained_net
 
-from stdp_plugins.models.spiking import kernel_threads
+from stdp_plugins.backends import kernel_threads
 
 
 def run(args):

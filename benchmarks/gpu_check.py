@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from stdp_plugins.datasets import embedded_mnist  # noqa: E402
 from stdp_plugins.encoding import encode_images  # noqa: E402
-from stdp_plugins.kernels import cupy_available, fused_winner_update  # noqa: E402
+from stdp_plugins.backends import cupy_available, fused_winner_update  # noqa: E402
 from stdp_plugins.learning import STDPConfig, WTAMode, get_first_spike_times, select_winners  # noqa: E402
 
 LAYERS = {

@@ -7,7 +7,7 @@ and is re-exported here.
 
 from .learning import *  # noqa: F401,F403
 from .learning import __all__ as _learning_all
-from .kernels import fused_winner_update
+from .backends import fused_winner_update
 from .registry import (
     attach,
     available_layers,

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .datasets import DatasetError, embedded_split, load_dataset
 from .figures import plot_convergence, plot_layer1_kernels
-from .kernels import REDUCTIONS
+from .backends import REDUCTIONS
 from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from .readout import LinearReadout, fit_readout, predict_shifted, shifted_training_set, silent_fraction
 from .training import (

@@ -3,7 +3,7 @@
 :class:`LayerwiseTrainer` trains layer 1, then layer 2, on mini-batches of images: every
 image of a batch is run with the same weights, then the images' STDP steps are applied one
 after another (or averaged into one step, ``reduction="mean"``; see
-:func:`~stdp_plugins.kernels.fused_winner_update`), so batch size 1 is the exact
+:func:`~stdp_plugins.backends.fused_winner_update`), so batch size 1 is the exact
 one-image-at-a-time algorithm. A layer stops after its epoch
 budget or, when ``stop_at_convergence``, as soon as its convergence metric falls below
 the preset's threshold (0.01).
@@ -36,10 +36,10 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from .kernels import REDUCTIONS
+from .backends import REDUCTIONS
 from .learning._checks import check_int, check_tensor
 from .models.kheradpisheh import KheradpishehNet
-from .models.spiking import codes_to_times, kernel_threads, times_to_codes
+from .backends import codes_to_times, kernel_threads, times_to_codes
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -203,7 +203,7 @@ class TrainConfig:
         Images per forward pass (1 = the one-image-at-a-time algorithm).
     reduction : {"sequential", "mean"}
         How a batch's STDP steps are applied (see
-        :func:`~stdp_plugins.kernels.fused_winner_update`). ``"sequential"`` (default)
+        :func:`~stdp_plugins.backends.fused_winner_update`). ``"sequential"`` (default)
         applies each image's step in turn, as one-image-at-a-time training does; only
         the spikes of a batch come from the weights at its start. ``"mean"`` applies one
         step per batch, the per-channel average, so a channel takes up to ``batch_size``

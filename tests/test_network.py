@@ -18,23 +18,20 @@ from stdp_plugins.learning import (
     sequential_stdp_update_,
 )
 from stdp_plugins.models.kheradpisheh import KheradpishehConfig, KheradpishehNet
-from stdp_plugins.models.spiking import (
-    _fires_float32_checked,
+from stdp_plugins.backends import (
     dense_first_spike_conv,
-    event_first_spike_conv,
-    event_sequential_step_,
     fires_at_all,
     first_spike_conv,
     first_spike_conv_pointwise,
     first_spike_conv_winners,
+    first_spike_training_step_,
     fires_given_inputs,
+    fused_winner_update,
     kernel_threads,
-    native_sequential_update_,
-    max_pool_binary,
-    min_pool_times,
     native_available,
-    pad_times,
 )
+from stdp_plugins.backends.conv import _fires_float32_checked
+from stdp_plugins.models import max_pool_binary, min_pool_times, pad_times
 from wta_reference import sequential_winners
 
 INF = math.inf
@@ -88,14 +85,15 @@ def test_event_driven_equals_dense_on_real_digits(digits, trained):
     inputs = net.encode(digits)
     spec1, spec2 = net.config.layer1, net.config.layer2
     t1d, p1d = dense_first_spike_conv(inputs, net.conv1.weight, spec1.threshold, spec1.padding, 15)
-    t1e, p1e = event_first_spike_conv(inputs, net.conv1.weight, spec1.threshold, spec1.padding, 15)
+    t1e, p1e = first_spike_conv(inputs, net.conv1.weight, spec1.threshold, spec1.padding, 15, "native")
     assert torch.equal(t1d, t1e) and torch.equal(p1d, p1e)
     assert 0 < torch.isfinite(t1d).float().mean() < 1
     layer2_in = pad_times(min_pool_times(t1d, 2, 2, 1), 1)
     t2d, p2d = dense_first_spike_conv(layer2_in, net.conv2.weight, spec2.threshold, spec2.padding, 15)
-    t2e, p2e = event_first_spike_conv(layer2_in, net.conv2.weight, spec2.threshold, spec2.padding, 15)
+    t2e, p2e = first_spike_conv(layer2_in, net.conv2.weight, spec2.threshold, spec2.padding, 15, "native")
     assert torch.equal(t2d, t2e) and torch.equal(p2d, p2e)
-    times_only, none = event_first_spike_conv(layer2_in, net.conv2.weight, spec2.threshold, 0, 15, potentials=False)
+    times_only, none = first_spike_conv(layer2_in, net.conv2.weight, spec2.threshold, 0, 15, "native",
+                                        potentials=False)
     assert none is None and torch.equal(times_only, t2d)
     assert torch.equal(fires_at_all(inputs, net.conv1.weight, 10.0, 2, 15), torch.isfinite(t1d))
     assert torch.equal(fires_at_all(layer2_in, net.conv2.weight, 1.0, 0, 15), torch.isfinite(t2d))
@@ -191,15 +189,15 @@ def test_learning_winners_equal_sequential_walk_on_digits(digits, layer):
     """Pointwise inhibition then k winners, on real digits, equals the plain walk."""
     net = _trained_like(KheradpishehNet(seed=0))
     x = net.layer_input(layer, net.encode(digits[:4]))
-    times, pots, survivor = net.layer_forward(layer, x)
+    times, pots, _ = net.layer_forward(layer, x)
     spec = net.spec(layer)
     survivors = sequential_winners(times, pots, WTAMode.LOCAL, 0, None)
     expected = sequential_winners(torch.where(survivors, times, INF), pots, WTAMode.BOTH, spec.radius, spec.k_winners)
-    winners = net.select_winners(layer, times, pots, survivor)
-    assert torch.equal(winners, expected)
-    assert bool((winners.sum(dim=(1, 2, 3)) == spec.k_winners).all())
-    for method in ("auto", "dense"):
-        net.method = method
+    for backend in ("auto", "torch"):
+        net.backend = backend
+        winners = net.select_winners(layer, times, pots)
+        assert torch.equal(winners, expected)
+        assert bool((winners.sum(dim=(1, 2, 3)) == spec.k_winners).all())
         fused_times, fused = net.forward_winners(layer, x)
         assert torch.equal(fused_times, times) and torch.equal(fused, expected)
 
@@ -214,10 +212,10 @@ def test_kernel_winner_walk_equals_core_for_every_mode(mode, radius, k):
     times = torch.randint(0, 4, (5, 3, 9, 9), generator=g).float()
     times[torch.rand(times.shape, generator=g) < 0.4] = INF
     weight = torch.randint(0, 3, (6, 3, 3, 3), generator=g).float()
-    out_times, pots, survivor = first_spike_conv_pointwise(times, weight, 2.0, 1, 4, "dense")
+    out_times, pots, survivor = first_spike_conv_pointwise(times, weight, 2.0, 1, 4, "torch")
     sample, y, x = (survivor >= 0).nonzero(as_tuple=True)
     expected = select_winners_among(out_times, pots, (sample, survivor[sample, y, x], y, x), mode, radius, k)
-    got_times, got = first_spike_conv_winners(times, weight, 2.0, 1, 4, mode, radius, k, "event")
+    got_times, got = first_spike_conv_winners(times, weight, 2.0, 1, 4, mode, radius, k, "native")
     assert torch.equal(got_times, out_times) and torch.equal(got, expected)
     assert expected.any()
 
@@ -225,8 +223,8 @@ def test_kernel_winner_walk_equals_core_for_every_mode(mode, radius, k):
 @needs_native
 def test_training_steps_fast_path_equal_dense_path(digits):
     """Identical spikes, winners and weights over several batch updates of both layers."""
-    fast = KheradpishehNet(seed=5, method="event")
-    dense = KheradpishehNet(seed=5, method="dense")
+    fast = KheradpishehNet(seed=5, backend="native")
+    dense = KheradpishehNet(seed=5, backend="torch")
     inputs = fast.encode(digits)
     for layer in (1, 2):
         for step, batch in enumerate(inputs.split(6)):
@@ -239,7 +237,7 @@ def test_training_steps_fast_path_equal_dense_path(digits):
             survivors = select_winners(td, pd, WTAMode.LOCAL, 0)
             spec = dense.spec(layer)
             wd = select_winners(torch.where(survivors, td, INF), pd, WTAMode.BOTH, spec.radius, spec.k_winners)
-            assert torch.equal(fast.select_winners(layer, tf, pf, sf), wd)
+            assert torch.equal(fast.select_winners(layer, tf, pf), wd)
             # the trainer's path: times and winners from the kernel in one pass
             tf, wf = fast.forward_winners(layer, x_fast)
             assert torch.equal(tf, td) and torch.equal(wf, wd)
@@ -278,7 +276,7 @@ LAYER = (torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4)  # in_times
     [
         (lambda: KheradpishehNet().spec(3), "layer"),
         (lambda: KheradpishehConfig(time_steps=0), "time_steps"),
-        (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, method="fast"), "method"),
+        (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, backend="fast"), "backend"),
         (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), -torch.ones(1, 2, 3, 3), 1.0), "weight"),
         (lambda: first_spike_conv(torch.zeros(1, 2, 5, 5), torch.ones(1, 3, 3, 3), 1.0), "weight"),
         (lambda: first_spike_conv(torch.zeros(2, 5, 5), torch.ones(1, 2, 3, 3), 1.0), "in_times"),
@@ -287,17 +285,17 @@ LAYER = (torch.zeros(1, 2, 5, 5), torch.ones(1, 2, 3, 3), 1.0, 0, 4)  # in_times
         (lambda: first_spike_conv_winners(*LAYER, "ring", 1, 2), "mode"),
         (lambda: first_spike_conv_winners(*LAYER, "both", -1, 2), "radius"),
         (lambda: first_spike_conv_winners(*LAYER, "both", 1, 0), "k_winners"),
-        (lambda: event_sequential_step_(torch.ones(1, 2, 3, 3), *LAYER[:1], *LAYER[2:], "ring", 1, 2, 0.1, 0.1,
-                                        STDPConfig()), "mode"),
+        (lambda: first_spike_training_step_(torch.ones(1, 2, 3, 3), *LAYER[:1], *LAYER[2:], "ring", 1, 2,
+                                            STDPConfig(), 0.1, 0.1), "mode"),
         (lambda: max_pool_binary(torch.zeros(1, 1, 4, 4), 0, 2), "kernel_size"),
         (lambda: max_pool_binary(torch.zeros(1, 1, 2, 2), 3, 3), "fired"),
         (lambda: max_pool_binary(torch.zeros(4, 4), 2, 2), "fired"),
         (lambda: fires_given_inputs(torch.zeros(2, 5, 5), torch.ones(1, 2, 3, 3), 1.0), "fired"),
         (lambda: fires_given_inputs(torch.zeros(1, 2, 5, 5), torch.ones(2, 3, 3), 1.0), "weight"),
         (lambda: fires_given_inputs(torch.zeros(1, 2, 5, 5), torch.ones(1, 3, 3, 3), 1.0), "weight"),
-        (lambda: native_sequential_update_(torch.ones(1, 2, 3, 3, dtype=torch.float64), torch.zeros(1, 2, 5, 5),
-                                           torch.zeros(1, 1, 3, 3), torch.ones(1, 1, 3, 3, dtype=torch.bool),
-                                           0.1, 0.1, STDPConfig(), 0, 4), "weights"),
+        (lambda: fused_winner_update(torch.ones(1, 2, 3, 3, dtype=torch.float64), torch.zeros(1, 2, 5, 5),
+                                     torch.zeros(1, 1, 3, 3), torch.ones(1, 1, 3, 3, dtype=torch.bool),
+                                     STDPConfig(), backend="native"), "float32 weights"),
     ],
 )
 def test_bad_input_names_the_argument(call, name):
@@ -340,7 +338,8 @@ def test_native_sequential_update_equals_the_core_bit_for_bit(digits, variant):
                 coin = torch.rand(times.shape, generator=torch.Generator().manual_seed(step))
                 winners = torch.isfinite(times) & (coin < 0.05)
             rates = (0.004 * 2 ** step, 0.003 * 2 ** step)
-            native_sequential_update_(native, x, times, winners, *rates, config, padding, 15)
+            fused_winner_update(native, x, times, winners, config, *rates, padding=padding, backend="native",
+                                reduction="sequential")
             sequential_stdp_update_(core, x, times, winners, *rates, variant, 0.0, 1.0, 1, padding)
             assert torch.equal(native, core)
         assert not torch.equal(native, net.weight(layer))
@@ -349,9 +348,9 @@ def test_native_sequential_update_equals_the_core_bit_for_bit(digits, variant):
 def test_first_spike_conv_channels_last_has_the_same_values(digits):
     net = KheradpishehNet(seed=0)
     x = net.encode(digits[:3])
-    for method in ("dense", "auto"):
-        plain, _ = first_spike_conv(x, net.conv1.weight, 10.0, 2, 15, method, potentials=False)
-        last, none = first_spike_conv(x, net.conv1.weight, 10.0, 2, 15, method, potentials=False,
+    for backend in ("torch", "auto"):
+        plain, _ = first_spike_conv(x, net.conv1.weight, 10.0, 2, 15, backend, potentials=False)
+        last, none = first_spike_conv(x, net.conv1.weight, 10.0, 2, 15, backend, potentials=False,
                                       memory_format=torch.channels_last)
         assert none is None and last.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(plain, last)
@@ -362,7 +361,7 @@ def test_first_spike_conv_channels_last_has_the_same_values(digits):
 def test_train_step_in_the_c_library_equals_the_torch_path(digits, reduction):
     """train_step on the CPU (kernel winners without dense times, C sequential step) gives
     the weights and convergence of the dense torch path, bit for bit, over several steps."""
-    fast, dense = KheradpishehNet(seed=6), KheradpishehNet(seed=6, method="dense")
+    fast, dense = KheradpishehNet(seed=6), KheradpishehNet(seed=6, backend="torch")
     inputs = fast.encode(digits)
     for layer in (1, 2):
         for step, batch in enumerate(inputs.split(8)):

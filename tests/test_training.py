@@ -11,7 +11,7 @@ from stdp_plugins.models.kheradpisheh import KheradpishehNet
 from stdp_plugins.readout import (
     LinearReadout, fit_readout, predict_shifted, shift_offsets, shifted_training_set, silent_fraction,
 )
-from stdp_plugins.models.spiking import codes_to_times, times_to_codes
+from stdp_plugins.backends import codes_to_times, times_to_codes
 from stdp_plugins.training import LayerwiseTrainer, SpikeCodeFile, TrainConfig
 
 
@@ -39,8 +39,8 @@ def test_batch_one_is_the_sequential_per_winner_algorithm(data):
     order = trainer._order(1, 0, images.shape[0])
     for seen, i in enumerate(order.tolist()):
         x = reference.encode(images[i:i + 1])
-        times, pots, survivor = reference.layer_forward(1, x)
-        winners = reference.select_winners(1, times, pots, survivor)
+        times, pots, _ = reference.layer_forward(1, x)
+        winners = reference.select_winners(1, times, pots)
         lr_plus, lr_minus = reference.learning_rates(1, seen)
         learner.config.lr_plus, learner.config.lr_minus = lr_plus, lr_minus
         for _, c, y, xx in winners.nonzero().tolist():
@@ -77,8 +77,8 @@ def test_batched_step_averages_every_images_winners(data):
     net, _ = _train(images, batch_size=8, epochs=(1, 0), stop_at_convergence=False, reduction="mean")
     ref = KheradpishehNet(seed=0)
     x = ref.encode(images)
-    times, pots, survivor = ref.layer_forward(1, x)
-    winners = ref.select_winners(1, times, pots, survivor)
+    times, pots, _ = ref.layer_forward(1, x)
+    winners = ref.select_winners(1, times, pots)
     w0 = ref.conv1.weight.clone()
     learner = STDPLearner(ref.config.stdp)
     deltas = torch.zeros_like(w0)

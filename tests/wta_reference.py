@@ -1,4 +1,4 @@
-"""The greedy WTA walk of DESIGN.md as a plain Python loop: the reference for the tests."""
+"""The greedy WTA walk of docs/spec.md as a plain Python loop: the reference for the tests."""
 
 import math
 
@@ -8,7 +8,7 @@ from stdp_plugins import WTAMode
 
 
 def sequential_winners(times, potentials, mode, radius, k):
-    """The greedy walk of DESIGN.md, one sample at a time, as a plain Python loop."""
+    """The greedy walk of docs/spec.md, one sample at a time, as a plain Python loop."""
     n, c, h, w = times.shape
     mask = torch.zeros(times.shape, dtype=torch.bool)
     for s in range(n):

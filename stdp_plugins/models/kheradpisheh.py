@@ -12,11 +12,11 @@ radius 8, 15 time steps of intensity-to-latency coding. Then
   ``150 x 9 x 9`` for 28x28 digits.
 
 Neurons are non-leaky integrate-and-fire and fire at most once, so every layer is computed
-on first-spike times (:mod:`.spiking`). Learning uses the package's own parts:
-pointwise inhibition (:func:`~stdp_plugins.learning.select_winners`, which the first-spike
-kernel also evaluates as it runs), k-winner selection among the survivors
-(:func:`~stdp_plugins.learning.select_winners_among`) and
-:func:`~stdp_plugins.kernels.fused_winner_update` for the batch STDP step.
+on first-spike times. Every step goes through the dispatchers of :mod:`stdp_plugins.backends`,
+the same ones the SpikingJelly and snnTorch learners use: the first-spike convolution,
+the learning winners (pointwise inhibition, then k winners with a radius:
+:func:`~stdp_plugins.backends.select_winners`) and the batch STDP step
+(:func:`~stdp_plugins.backends.fused_winner_update`).
 """
 
 from __future__ import annotations
@@ -29,24 +29,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..encoding import DoGLatencyEncoder
-from ..kernels import fused_winner_update
-from ..learning import STDPConfig, STDPLearner, WTAMode, channel_convergence, select_winners
-from ..learning._checks import check_float, check_int, check_tensor
-from .spiking import (
-    event_sequential_step_,
+from ..backends import (
     first_spike_conv,
     first_spike_conv_pointwise,
     first_spike_conv_winners,
+    first_spike_training_step_,
     fires_at_all,
     fires_given_inputs,
-    max_pool_binary,
-    min_pool_times,
-    native_available,
-    native_sequential_update_,
-    pad_times,
-    survivor_winners,
+    fused_winner_update,
+    select_winners,
 )
+from ..encoding import DoGLatencyEncoder
+from ..learning import STDPConfig, STDPLearner, WTAMode
+from ..learning._checks import check_float, check_int, check_tensor
+from .pooling import max_pool_binary, min_pool_times, pad_times
 
 __all__ = ["LayerSpec", "KheradpishehConfig", "KheradpishehNet"]
 
@@ -176,8 +172,9 @@ class KheradpishehNet(nn.Module):
         Hyper-parameters (default: the paper's).
     seed : int
         Seed of the weight initialisation ``N(0.8, 0.05)`` clamped to ``[0, 1]``.
-    method : {"auto", "event", "dense"}
-        Implementation of the spiking layers (see :func:`.spiking.first_spike_conv`).
+    backend : {"auto", "torch", "native"}
+        Implementation of every step (see :func:`~stdp_plugins.backends.resolve_backend`):
+        ``"torch"`` runs the reference implementations throughout.
 
     Examples
     --------
@@ -190,7 +187,7 @@ class KheradpishehNet(nn.Module):
         self,
         config: Optional[KheradpishehConfig] = None,
         seed: int = 0,
-        method: str = "auto",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if config is None:
@@ -198,7 +195,7 @@ class KheradpishehNet(nn.Module):
         if not isinstance(config, KheradpishehConfig):
             raise TypeError(f"config must be a KheradpishehConfig, got {type(config).__name__}")
         self.config = config
-        self.method = method
+        self.backend = backend
         self.encoder = DoGLatencyEncoder(config.time_steps)
         if self.encoder.kernels.shape[0] != config.layer1.in_channels:
             raise ValueError(
@@ -253,11 +250,11 @@ class KheradpishehNet(nn.Module):
             Float32 times ``[N, C_out, H_out, W_out]`` (``inf`` = silent), float64
             potentials at the first spike, and the int64 ``[N, H_out, W_out]`` channel that
             survives pointwise inhibition at each position (``-1``: none fired), see
-            :func:`.spiking.first_spike_conv_pointwise`.
+            :func:`~stdp_plugins.backends.first_spike_conv_pointwise`.
         """
         spec = self.spec(layer)
         return first_spike_conv_pointwise(
-            layer_input, self.weight(layer), spec.threshold, spec.padding, self.config.time_steps, self.method
+            layer_input, self.weight(layer), spec.threshold, spec.padding, self.config.time_steps, self.backend
         )
 
     def layer_input(self, layer: int, input_times: Tensor) -> Tensor:
@@ -273,20 +270,20 @@ class KheradpishehNet(nn.Module):
             return input_times
         spec = self.config.layer1
         times, _ = first_spike_conv(  # channels-last: the kernel's layout, and quick to pool
-            input_times, self.conv1.weight, spec.threshold, spec.padding, self.config.time_steps, self.method,
+            input_times, self.conv1.weight, spec.threshold, spec.padding, self.config.time_steps, self.backend,
             potentials=False, memory_format=torch.channels_last,
         )
         pooled = pad_times(self._pool(times), self.config.inter_padding)
-        return torch.where(select_winners(pooled, None, WTAMode.LOCAL, 0), pooled, math.inf)
+        inhibited = select_winners(pooled, None, WTAMode.LOCAL, 0, backend=self.backend)
+        return torch.where(inhibited, pooled, math.inf)
 
-    def select_winners(self, layer: int, times: Tensor, potentials: Tensor, survivor: Tensor) -> Tensor:
+    def select_winners(self, layer: int, times: Tensor, potentials: Tensor) -> Tensor:
         """Learning winners: pointwise inhibition, then ``k`` winners with radius ``r``.
 
-        The rule is :func:`~stdp_plugins.learning.select_winners` applied twice: first
-        ``LOCAL`` with radius 0 (at each position only the earliest neuron, ties to the
-        highest potential, then the lowest channel, survives: ``survivor`` from
-        :meth:`layer_forward`), then ``BOTH`` with the layer's radius and ``k``, which
-        :func:`~stdp_plugins.learning.select_winners_among` runs on the survivors only.
+        :func:`~stdp_plugins.backends.select_winners` with ``pointwise=True``: at each
+        position only the earliest neuron (ties to the highest potential, then the lowest
+        channel) survives, then ``BOTH`` blocking with the layer's radius and ``k`` among
+        the survivors.
 
         Returns
         -------
@@ -294,14 +291,15 @@ class KheradpishehNet(nn.Module):
             Bool winner mask shaped like ``times``.
         """
         spec = self.spec(layer)
-        return survivor_winners(times, potentials, survivor, WTAMode.BOTH, spec.radius, spec.k_winners)
+        return select_winners(times, potentials, WTAMode.BOTH, spec.radius, spec.k_winners, pointwise=True,
+                              backend=self.backend)
 
     def forward_winners(self, layer: int, layer_input: Tensor) -> Tuple[Tensor, Tensor]:
         """First-spike times of ``layer`` and its learning winners in one pass.
 
         Equal to :meth:`layer_forward` followed by :meth:`select_winners`
-        (:func:`.spiking.first_spike_conv_winners`); on the CPU the event-driven kernel
-        selects the winners of each image as it finishes it.
+        (:func:`~stdp_plugins.backends.first_spike_conv_winners`); on the native path the
+        event-driven kernel selects the winners of each image as it finishes it.
 
         Parameters
         ----------
@@ -318,7 +316,7 @@ class KheradpishehNet(nn.Module):
         spec = self.spec(layer)
         return first_spike_conv_winners(
             layer_input, self.weight(layer), spec.threshold, spec.padding, self.config.time_steps,
-            WTAMode.BOTH, spec.radius, spec.k_winners, self.method,
+            WTAMode.BOTH, spec.radius, spec.k_winners, self.backend,
         )
 
     def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
@@ -349,55 +347,28 @@ class KheradpishehNet(nn.Module):
         reduction: str = "mean",
     ) -> Tensor:
         """Apply one batch STDP step to ``layer`` (in place) and return its per-channel
-        convergence ``[C_out]``.
-
-        :func:`~stdp_plugins.kernels.fused_winner_update` (which also explains
-        ``reduction``); the sequential reduction of float32 CPU weights runs in the C
-        library instead (:func:`.spiking.native_sequential_update_`, the same result bit
-        for bit) unless ``method="dense"``.
-        """
+        convergence ``[C_out]``: :func:`~stdp_plugins.backends.fused_winner_update`, which
+        also explains ``reduction``."""
         spec = self.spec(layer)
-        weight = self.weight(layer)
-        stdp = self.config.stdp
-        with torch.no_grad():
-            if self._native_sequential(weight, reduction, lr_plus, lr_minus):
-                native_sequential_update_(weight, layer_input, times, winners, lr_plus, lr_minus, stdp,
-                                          spec.padding, self.config.time_steps)
-                return channel_convergence(weight, stdp.weight_min, stdp.weight_max)
-            return fused_winner_update(
-                weight, layer_input, times, winners, stdp,
-                lr_plus=lr_plus, lr_minus=lr_minus, stride=1, padding=spec.padding, reduction=reduction,
-            )
-
-    def _native_sequential(self, weight: Tensor, reduction: str, lr_plus: object, lr_minus: object) -> bool:
-        """Whether the sequential step of ``weight`` runs in the C library."""
-        return (
-            reduction == "sequential" and self.method != "dense" and weight.device.type == "cpu"
-            and weight.dtype == torch.float32 and isinstance(lr_plus, float) and isinstance(lr_minus, float)
-            and native_available()
+        return fused_winner_update(
+            self.weight(layer), layer_input, times, winners, self.config.stdp, lr_plus=lr_plus, lr_minus=lr_minus,
+            stride=1, padding=spec.padding, backend=self.backend, reduction=reduction,
         )
 
     def train_step(self, layer: int, layer_input: Tensor, images_seen: int, reduction: str = "mean") -> float:
         """One unsupervised training step of ``layer`` on a batch; returns the layer's
         convergence metric afterwards.
 
-        :meth:`forward_winners`, then :meth:`learn` with the rates of
-        :meth:`learning_rates` after ``images_seen`` images of this layer. The sequential
-        step of float32 CPU weights runs entirely in the C library
-        (:func:`.spiking.event_sequential_step_`, the same weights bit for bit).
+        :func:`~stdp_plugins.backends.first_spike_training_step_` (:meth:`forward_winners`
+        then :meth:`learn`, in one pass of the C library on the native path) with the rates
+        of :meth:`learning_rates` after ``images_seen`` images of this layer.
         """
         lr_plus, lr_minus = self.learning_rates(layer, images_seen)
-        weight = self.weight(layer)
-        if self._native_sequential(weight, reduction, lr_plus, lr_minus) and layer_input.device.type == "cpu":
-            spec = self.spec(layer)
-            with torch.no_grad():
-                event_sequential_step_(
-                    weight, layer_input, spec.threshold, spec.padding, self.config.time_steps, WTAMode.BOTH,
-                    spec.radius, spec.k_winners, lr_plus, lr_minus, self.config.stdp,
-                )
-            return self.convergence(layer)
-        times, winners = self.forward_winners(layer, layer_input)
-        self.learn(layer, layer_input, times, winners, lr_plus, lr_minus, reduction)
+        spec = self.spec(layer)
+        first_spike_training_step_(
+            self.weight(layer), layer_input, spec.threshold, spec.padding, self.config.time_steps, WTAMode.BOTH,
+            spec.radius, spec.k_winners, self.config.stdp, lr_plus, lr_minus, reduction, self.backend,
+        )
         return self.convergence(layer)
 
     def convergence(self, layer: int) -> float:
@@ -409,13 +380,16 @@ class KheradpishehNet(nn.Module):
 
         No inhibition acts at inference, and the maximum over time of a cumulative wave is
         its last step, so only the set of neurons that fire matters: each layer is
-        :func:`.spiking.fires_given_inputs` of the pooled (and padded) binary map before it.
+        :func:`~stdp_plugins.backends.fires_given_inputs` of the pooled (and padded) binary map
+        before it.
         """
         check_tensor("input_times", input_times, 4, "[N, C, H, W]")
         cfg = self.config
-        fired1 = fires_at_all(input_times, self.conv1.weight, cfg.layer1.threshold, cfg.layer1.padding, cfg.time_steps)
+        fired1 = fires_at_all(input_times, self.conv1.weight, cfg.layer1.threshold, cfg.layer1.padding, cfg.time_steps,
+                              backend=self.backend)
         layer2_in = F.pad(self._pool_binary(fired1), (cfg.inter_padding,) * 4)
-        fired2 = fires_given_inputs(layer2_in, self.conv2.weight, cfg.layer2.threshold, cfg.layer2.padding)
+        fired2 = fires_given_inputs(layer2_in, self.conv2.weight, cfg.layer2.threshold, cfg.layer2.padding,
+                                    backend=self.backend)
         return self._pool_binary(fired2)
 
     def _pool_binary(self, fired: Tensor) -> Tensor:

@@ -1,6 +1,7 @@
-"""The fused batch STDP update: dispatch, torch path, CUDA source and CuPy path.
+"""The dispatched batch STDP update: dispatch, torch path, native path, CUDA source and
+CuPy path.
 
-CPU tests run everywhere. The CUDA source is compiled with nvcc when nvcc is on PATH.
+CPU tests run everywhere (the native path wherever a C compiler exists). The CUDA source is compiled with nvcc when nvcc is on PATH.
 Tests marked ``gpu`` compare the CuPy path with the torch path on a CUDA device and are
 the only ones that skip (without a GPU, or without CuPy).
 """
@@ -22,8 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stdp_plugins.kernels import BACKENDS, cupy_available, fused_winner_update, kernel_source, select_backend
-from stdp_plugins.kernels.cupy_backend import (
+from stdp_plugins.backends import (
+    BACKENDS,
+    cupy_available,
+    fused_winner_update,
+    kernel_source,
+    native_available,
+    resolve_backend,
+)
+from stdp_plugins.backends._cupy import (
     KERNEL_FILE,
     KERNEL_NAME,
     KERNEL_PARAMETERS,
@@ -146,15 +154,39 @@ def small_case() -> Case:
 # --------------------------------------------------------------------------- dispatch (CPU)
 
 
-def test_auto_picks_torch_on_cpu():
-    assert select_backend("auto", torch.zeros(1, 1, 1, 1)) == "torch"
-    assert select_backend("torch", torch.zeros(1, 1, 1, 1)) == "torch"
+def test_auto_picks_native_on_cpu_and_explicit_backends_are_reached():
+    cpu = torch.device("cpu")
+    assert resolve_backend("stdp_update", "auto", cpu) == ("native" if native_available() else "torch")
+    assert resolve_backend("stdp_update", "torch", cpu) == "torch"
+    assert resolve_backend("stdp_update", "auto", cpu, {"native": "float64"}) == "torch"
+    with pytest.raises(ValueError, match=r"backend='native' cannot run stdp_update here: float64"):
+        resolve_backend("stdp_update", "native", cpu, {"native": "float64"})
+    with pytest.raises(ValueError, match=r"backend='cupy' does not implement select_winners"):
+        resolve_backend("select_winners", "cupy", cpu)
 
 
-def test_auto_on_cpu_equals_torch_backend():
-    a, b = random_case(11), random_case(11)
-    assert torch.equal(a.run("auto"), b.run("torch"))
-    assert torch.equal(a.weights, b.weights)
+@pytest.mark.parametrize("backend", ["auto", "native"])
+@pytest.mark.parametrize("reduction", ["mean", "sequential"])
+@pytest.mark.parametrize("seed", range(6))
+def test_native_equals_torch_bit_for_bit(seed, reduction, backend):
+    if backend == "native" and not native_available():
+        pytest.fail("a C compiler is installed here, so the native library must build")
+    a, b = random_case(seed), random_case(seed)
+    convergence = fused_winner_update(a.weights, a.pre, a.post, a.mask, a.config, a.lr_plus, a.lr_minus,
+                                      a.stride, a.padding, backend, reduction=reduction)
+    expected = fused_winner_update(b.weights, b.pre, b.post, b.mask, b.config, b.lr_plus, b.lr_minus,
+                                   b.stride, b.padding, "torch", reduction=reduction)
+    assert torch.equal(a.weights, b.weights) and torch.equal(convergence, expected)
+
+
+def test_native_rejects_float64_weights_and_auto_falls_back_to_torch():
+    case = small_case()
+    case.weights = case.weights.double()
+    with pytest.raises(ValueError, match=r"backend='native' cannot run stdp_update here: they need float32"):
+        case.run("native")
+    reference = small_case()
+    reference.weights = reference.weights.double()
+    assert torch.equal(case.run("auto"), reference.run("torch"))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -171,27 +203,24 @@ def test_sequential_reduction_applies_the_core_sample_by_sample(seed):
     assert torch.equal(convergence, channel_convergence(expected, case.config.weight_min, case.config.weight_max))
 
 
-def test_sequential_reduction_runs_on_torch_only():
-    weights = torch.zeros(1, 1, 1, 1)
-    assert select_backend("auto", weights, "sequential") == "torch"
-    with pytest.raises(ValueError, match="reduction='mean' only"):
-        select_backend("cupy", weights, "sequential")
-    with pytest.raises(ValueError, match="reduction must be one of"):
-        select_backend("auto", weights, "sum")
+def test_unknown_reduction_raises():
+    case = small_case()
+    with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sequential', got 'sum'"):
+        fused_winner_update(case.weights, case.pre, case.post, None, case.config, reduction="sum")
 
 
 def test_cupy_backend_on_cpu_tensors_raises():
     case = small_case()
-    with pytest.raises(ValueError, match=r"backend='cupy' needs CUDA tensors, got weights on cpu"):
+    with pytest.raises(ValueError, match=r"backend='cupy' runs on cuda tensors, got tensors on cpu"):
         case.run("cupy")
     assert torch.equal(case.weights, small_case().weights)
 
 
 @pytest.mark.parametrize("backend", ["gpu", "CUDA", "", None, 1])
 def test_unknown_backend_raises(backend):
-    with pytest.raises(ValueError, match=r"backend must be one of 'auto', 'torch', 'cupy'"):
+    with pytest.raises(ValueError, match=r"backend must be one of 'auto', 'torch', 'native', 'cupy'"):
         small_case().run(backend)
-    assert BACKENDS == ("auto", "torch", "cupy")
+    assert BACKENDS == ("auto", "torch", "native", "cupy")
 
 
 # --------------------------------------------------------------------------- torch path (CPU)
@@ -290,7 +319,7 @@ def test_kernel_too_large_for_input_raises():
 
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
-CU_FILES = sorted(Path(str(resources.files("stdp_plugins.kernels"))).glob("*.cu"))
+CU_FILES = sorted(Path(str(resources.files("stdp_plugins.backends"))).joinpath("cuda").glob("*.cu"))
 
 
 def test_kernel_source_ships_with_the_package():
@@ -446,10 +475,12 @@ def test_cupy_parameter_non_contiguous_and_side_stream():
 @requires_gpu
 def test_cupy_dispatch_rules_on_cuda():
     weights = torch.zeros(1, 1, 1, 1, device="cuda")
-    assert select_backend("auto", weights) == "cupy"
-    assert select_backend("auto", weights.double()) == "torch"
-    with pytest.raises(TypeError, match=r"backend='cupy' needs float32 weights, got dtype torch.float64"):
-        select_backend("cupy", weights.double())
+    pre, post = torch.zeros(1, 1, 1, 1, device="cuda"), torch.zeros(1, 1, 1, 1, device="cuda")
+    assert resolve_backend("stdp_update", "auto", weights.device) == "cupy"
+    with pytest.raises(ValueError, match=r"backend='cupy' cannot run stdp_update here: they need float32"):
+        fused_winner_update(weights.double(), pre, post, None, STDPConfig(), backend="cupy")
+    with pytest.raises(ValueError, match=r"implements reduction='mean' only"):
+        fused_winner_update(weights, pre, post, None, STDPConfig(), backend="cupy", reduction="sequential")
     case = random_case(8).to("cuda")
     case.lr_plus, case.lr_minus = torch.tensor(0.1, device="cuda"), torch.tensor(0.05)
     assert_backends_agree(case)

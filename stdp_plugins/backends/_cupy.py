@@ -1,4 +1,5 @@
-"""CuPy launcher of the fused STDP kernel (``fused_stdp.cu``).
+"""CuPy launcher of the fused STDP kernel (``cuda/fused_stdp.cu``), the ``cupy`` backend of
+the mean STDP update.
 
 The CUDA source ships inside the package and is compiled once per device with
 ``cupy.RawModule`` (NVRTC; CuPy also caches the binary on disk). Tensors are shared with
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 KERNEL_FILE = "fused_stdp.cu"
-"""File name of the CUDA source inside ``stdp_plugins.kernels``."""
+"""File name of the CUDA source inside ``stdp_plugins/backends/cuda``."""
 
 KERNEL_NAME = "fused_stdp_update"
 """The ``extern "C"`` entry point in :data:`KERNEL_FILE`."""
@@ -90,7 +91,7 @@ def cupy_available() -> bool:
 
 def kernel_source() -> str:
     """The CUDA source of the fused update, read from the installed package."""
-    return resources.files(__package__).joinpath(KERNEL_FILE).read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("cuda", KERNEL_FILE).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=None)

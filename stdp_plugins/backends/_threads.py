@@ -1,0 +1,82 @@
+"""Threads for the native library: a persistent pool, per-thread scratch, and a way to give
+torch's cores to the native kernels during a loop of small steps.
+
+The C functions run without the GIL (ctypes releases it), so calls on disjoint parts of a
+batch run in parallel on the pool's threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator, List, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["kernel_threads", "parallel_ranges", "thread_scratch"]
+
+_pool_lock = threading.Lock()
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+
+
+def _worker_pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool of at least ``workers`` threads, kept between calls (starting threads
+    for every batch would cost more than a small batch's work)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="stdp-plugins"), workers
+        return _pool
+
+
+_kernel_workers: ContextVar[Optional[int]] = ContextVar("stdp_plugins_kernel_workers", default=None)
+
+
+@contextmanager
+def kernel_threads() -> Iterator[int]:
+    """Give torch's threads to the native kernels for a loop of small steps.
+
+    Inside the block torch runs its own operations in the calling thread
+    (``torch.set_num_threads(1)``) and the native kernels split each call over the
+    threads torch had, which the block yields. Small batches otherwise gain nothing from a
+    second core: after every small torch operation its OpenMP threads keep spinning for a
+    while and occupy the core the kernel's second worker needs.
+    """
+    threads = torch.get_num_threads()
+    token = _kernel_workers.set(threads)
+    torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(threads)
+        _kernel_workers.reset(token)
+
+
+def parallel_ranges(total: int, run: Callable[[int, int], int]) -> List[int]:
+    """Call ``run(lo, hi)`` on contiguous ranges covering ``[0, total)``, one per worker
+    thread (torch's thread count, or what :func:`kernel_threads` yields); returns the
+    results in range order."""
+    workers = max(1, min(_kernel_workers.get() or torch.get_num_threads(), total))
+    if workers == 1:
+        return [run(0, total)]
+    bounds = [round(i * total / workers) for i in range(workers + 1)]
+    return list(_worker_pool(workers).map(run, bounds[:-1], bounds[1:]))
+
+
+_thread_state = threading.local()
+
+
+def thread_scratch(nbytes: int) -> Tensor:
+    """This thread's working memory for the C kernels, at least ``nbytes``, kept between
+    calls so that small batches do not pay for fresh pages."""
+    buffer = getattr(_thread_state, "scratch", None)
+    if buffer is None or buffer.numel() < nbytes:
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        _thread_state.scratch = buffer
+    return buffer

@@ -1,0 +1,163 @@
+/* Event-driven first-spike convolution of non-leaky, fire-once IF neurons (the reference
+   network's layers); the semantics are those of docs/spec.md, 'First-spike convolution'. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <math.h>
+
+#include "stdp_native.h"
+
+/* in_times  [n][c_in][h][w]   uint8, 255 = never
+   weight_t  [c_in][k][k][c_out] float64 (transposed weights)
+   out_times [n][ho][wo][c_out] float32 (channel-last) first-spike step, +inf = never; or
+             NULL (then only the winners' times are reported, in out_win_t)
+   out_pot   [n][ho][wo][c_out] float64 (channel-last) or NULL: potential at the first
+             spike, 0 if never
+   out_best  [n][ho][wo] int32 or NULL, pointwise inhibition: at each position the
+             channel that fired first, ties to the highest potential, then the lowest
+             channel (-1 when none fired)
+   out_win   [n][k_winners] int32 or NULL: the learning winners among the pointwise
+             survivors, as flat indices c * ho * wo + y * wo + x in the order accepted, -1
+             after the last. Survivors are walked by earliest time, highest potential,
+             lowest flat index; one is accepted unless an accepted winner blocks it: mode
+             bit 1 (global) its channel, bit 2 (local) every position within Chebyshev
+             distance `radius`.
+   out_win_t [n][k_winners] float32 or NULL: the winners' spike times
+   scratch   working memory of first_spike_conv_scratch() bytes, reused between calls
+             (allocated here when NULL or too small)
+   Potentials are accumulated channel-last, like the outputs, so that the threshold test
+   of a position is one vectorised pass over its channels. Returns 0, or -1 when out of
+   memory. */
+static void *take(char *base, long *offset, long bytes)
+{
+    void *block = base + *offset;
+    *offset += (bytes + 63) / 64 * 64;
+    return block;
+}
+
+/* Bytes of working memory first_spike_conv needs (one image at a time). */
+long first_spike_conv_scratch(int c_in, int h, int w, int c_out, int ho, int wo, int time_steps)
+{
+    const long n_in = (long)c_in * h * w, n_pos = (long)ho * wo, n_out = n_pos * c_out;
+    const long sizes[11] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
+                            4 * n_pos, 4 * n_pos, n_pos, c_out, 4 * n_out};
+    long total = 0;
+    for (int i = 0; i < 11; ++i) total += (sizes[i] + 63) / 64 * 64;
+    return total;
+}
+
+int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
+                     int c_out, int k, int pad, const double *weight_t,
+                     double threshold, int time_steps, int ho, int wo,
+                     float *out_times, double *out_pot, int32_t *out_best,
+                     int k_winners, int radius, int mode, int32_t *out_win, float *out_win_t,
+                     void *scratch, long scratch_bytes)
+{
+    const long n_in = (long)c_in * h * w;
+    const long n_pos = (long)ho * wo;
+    const long n_out = n_pos * c_out;
+    char *owned = 0;
+    char *base = (char *)scratch;
+    const long need = first_spike_conv_scratch(c_in, h, w, c_out, ho, wo, time_steps);
+    if (!base || scratch_bytes < need) {
+        owned = (char *)malloc(need);
+        if (!owned) return -1;
+        base = owned;
+    }
+    /* scratch layout: blocks rounded up to 64 bytes, in the order of the sizes above */
+    long offset = 0;
+    double *pot = (double *)take(base, &offset, sizeof(double) * n_out);
+    double *survivor_pot = (double *)take(base, &offset, sizeof(double) * n_pos);
+    int *events = (int *)take(base, &offset, sizeof(int) * n_in);
+    int *start = (int *)take(base, &offset, sizeof(int) * (time_steps + 1L));
+    int *mark = (int *)take(base, &offset, sizeof(int) * n_pos);
+    int *touched = (int *)take(base, &offset, sizeof(int) * n_pos);
+    int32_t *survivor = (int32_t *)take(base, &offset, sizeof(int32_t) * n_pos);
+    float *survivor_t = (float *)take(base, &offset, sizeof(float) * n_pos);
+    uint8_t *blocked_pos = (uint8_t *)take(base, &offset, n_pos);
+    uint8_t *blocked_ch = (uint8_t *)take(base, &offset, c_out);
+    float *own_times = (float *)take(base, &offset, sizeof(float) * n_out);
+    for (int img = 0; img < n; ++img) {
+        const uint8_t *tin = in_times + (long)img * n_in;
+        float *tout = out_times ? out_times + (long)img * n_out : own_times;
+        double *pout = out_pot ? out_pot + (long)img * n_out : 0;
+        memset(pot, 0, sizeof(double) * n_out);
+        for (long i = 0; i < n_out; ++i) tout[i] = INFINITY;
+        if (pout) memset(pout, 0, sizeof(double) * n_out);
+        for (long p = 0; p < n_pos; ++p) { mark[p] = -1; survivor[p] = -1; }
+        /* counting sort of the input spikes by time (stable: flat index order) */
+        for (int t = 0; t <= time_steps; ++t) start[t] = 0;
+        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) start[tin[i] + 1]++;
+        for (int t = 0; t < time_steps; ++t) start[t + 1] += start[t];
+        for (int t = time_steps; t > 0; --t) start[t] = start[t - 1];
+        start[0] = 0;
+        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) events[start[tin[i] + 1]++] = (int)i;
+        /* start[t + 1] now holds the end of step t; step t begins at start[t] (start[0] = 0) */
+        int begin = 0;
+        for (int t = 0; t < time_steps; ++t) {
+            const int end = start[t + 1];
+            const float now_t = (float)t;
+            int n_touched = 0;
+            for (int e = begin; e < end; ++e) {
+                const int i = events[e];
+                const int c = i / (h * w), y = (i / w) % h, x = i % w;
+                for (int dy = 0; dy < k; ++dy) {
+                    const int oy = y + pad - dy;
+                    if (oy < 0 || oy >= ho) continue;
+                    for (int dx = 0; dx < k; ++dx) {
+                        const int ox = x + pad - dx;
+                        if (ox < 0 || ox >= wo) continue;
+                        const long p = (long)oy * wo + ox;
+                        const double *restrict wrow = weight_t + (((long)c * k + dy) * k + dx) * c_out;
+                        double *restrict pp = pot + p * c_out;
+                        for (int o = 0; o < c_out; ++o) pp[o] += wrow[o];
+                        if (mark[p] != t) { mark[p] = t; touched[n_touched++] = (int)p; }
+                    }
+                }
+            }
+            /* neurons of the touched positions that reach the threshold now fire: one
+               branch-free pass per position marks them and writes their time */
+            for (int j = 0; j < n_touched; ++j) {
+                const long p = touched[j];
+                const double *restrict pp = pot + p * c_out;
+                float *restrict tp = tout + p * c_out;
+                /* a neuron fires now if it reached the threshold and has no time yet */
+                int crossed = 0;
+                for (int o = 0; o < c_out; ++o) {
+                    const float candidate = pp[o] >= threshold ? now_t : INFINITY;
+                    crossed |= candidate < tp[o];
+                    tp[o] = candidate < tp[o] ? candidate : tp[o];
+                }
+                if (!crossed) continue;
+                if (pout) {
+                    double *restrict po = pout + p * c_out;
+                    for (int o = 0; o < c_out; ++o) po[o] = tp[o] == now_t ? pp[o] : po[o];
+                }
+                if ((out_best || out_win) && survivor[p] < 0) {
+                    /* first spikes at this position: the highest potential among them
+                       survives, ties to the lowest channel. Those potentials are > 0, so
+                       their bit patterns order like int64: a vectorisable integer maximum,
+                       then the first channel holding it */
+                    const union bits64 { double d; int64_t i; } *restrict pb = (const union bits64 *)pp;
+                    int64_t top = -1;
+                    for (int o = 0; o < c_out; ++o) {
+                        const int64_t v = tp[o] == now_t ? pb[o].i : -1;
+                        top = v > top ? v : top;
+                    }
+                    int best = 0;
+                    while (!(tp[best] == now_t && pb[best].i == top)) ++best;
+                    survivor[p] = best; survivor_t[p] = now_t; survivor_pot[p] = pp[best];
+                }
+            }
+            begin = end;
+        }
+        if (out_best) memcpy(out_best + (long)img * n_pos, survivor, sizeof(int32_t) * n_pos);
+        if (out_win)
+            walk_survivors(n_pos, ho, wo, c_out, survivor, survivor_t, survivor_pot, mode, radius, k_winners,
+                           blocked_pos, blocked_ch, out_win + (long)img * k_winners,
+                           out_win_t ? out_win_t + (long)img * k_winners : 0);
+    }
+    free(owned);
+    return 0;
+}
+

@@ -1,0 +1,252 @@
+/* Native CPU learning operations: first spikes of a recorded window, the greedy
+   winner-take-all walk and the batch STDP step (docs/spec.md). Built without FMA
+   contraction so that the STDP step rounds like torch's separate multiply and add. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stdp_native.h"
+
+void walk_survivors(long n_pos, int ho, int wo, int c_out, const int32_t *survivor, const float *survivor_t,
+                    const double *survivor_pot, int mode, int radius, int k, uint8_t *blocked_pos,
+                    uint8_t *blocked_ch, int32_t *out_flat, float *out_t)
+{
+    const long cap = k > 0 ? k : n_pos;
+    memset(blocked_pos, 0, n_pos);
+    memset(blocked_ch, 0, c_out);
+    for (long i = 0; i < cap; ++i) out_flat[i] = -1;
+    for (long i = 0; i < cap && i < n_pos; ++i) {
+        long best = -1, best_flat = 0;
+        for (long p = 0; p < n_pos; ++p) {
+            const int c = survivor[p];
+            if (c < 0 || blocked_pos[p] || blocked_ch[c]) continue;
+            const long flat = (long)c * n_pos + p;
+            if (best < 0 || survivor_t[p] < survivor_t[best]
+                    || (survivor_t[p] == survivor_t[best] && (survivor_pot[p] > survivor_pot[best]
+                        || (survivor_pot[p] == survivor_pot[best] && flat < best_flat)))) {
+                best = p; best_flat = flat;
+            }
+        }
+        if (best < 0) break;
+        out_flat[i] = (int32_t)best_flat;
+        if (out_t) out_t[i] = survivor_t[best];
+        blocked_pos[best] = 1; /* a position's only survivor is now taken */
+        if (mode & 1) blocked_ch[survivor[best]] = 1;
+        if (mode & 2) {
+            const int by = (int)(best / wo), bx = (int)(best % wo);
+            for (int y = by - radius; y <= by + radius; ++y) {
+                if (y < 0 || y >= ho) continue;
+                for (int x = bx - radius; x <= bx + radius; ++x)
+                    if (x >= 0 && x < wo) blocked_pos[(long)y * wo + x] = 1;
+            }
+        }
+    }
+}
+
+/* First spike of m neurons over t_steps steps: spikes[t * stride + i] (non-zero fires),
+   i < m, so that a range of a [t_steps][stride] array can be passed. out_time[i] is the
+   first step at which neuron i fires (INFINITY if never). With values laid out like
+   spikes (or NULL), out_value[i] is values at that step, or with `cumulative` the
+   sum of values up to and including it, accumulated in double and rounded once, like
+   torch's CPU cumsum; 0 for silent neurons. Neurons are processed in blocks so that each
+   time step's row of a block stays in cache. */
+#define FIRST_SPIKE_BLOCK 2048
+
+void first_spike(long t_steps, long m, long stride, const uint8_t *spikes, const float *values, int cumulative,
+                 float *out_time, float *out_value)
+{
+    double acc[FIRST_SPIKE_BLOCK];
+    for (long lo = 0; lo < m; lo += FIRST_SPIKE_BLOCK) {
+        const long n = m - lo < FIRST_SPIKE_BLOCK ? m - lo : FIRST_SPIKE_BLOCK;
+        float *restrict tout = out_time + lo;
+        for (long i = 0; i < n; ++i) tout[i] = INFINITY;
+        for (long t = t_steps - 1; t >= 0; --t) {
+            const uint8_t *restrict row = spikes + t * stride + lo;
+            const float now = (float)t;
+            for (long i = 0; i < n; ++i) tout[i] = row[i] ? now : tout[i];
+        }
+        if (!values) continue;
+        float *restrict vout = out_value + lo;
+        if (cumulative) {
+            for (long i = 0; i < n; ++i) acc[i] = 0.0;
+            for (long t = 0; t < t_steps; ++t) {
+                const float *restrict row = values + t * stride + lo;
+                const float now = (float)t;
+                for (long i = 0; i < n; ++i) acc[i] += tout[i] >= now ? (double)row[i] : 0.0;
+            }
+            for (long i = 0; i < n; ++i) vout[i] = tout[i] < INFINITY ? (float)acc[i] : 0.0f;
+        } else {
+            for (long i = 0; i < n; ++i) {
+                const float t = tout[i];
+                vout[i] = t < INFINITY ? values[(long)t * stride + lo + i] : 0.0f;
+            }
+        }
+    }
+}
+
+/* Candidates of the general walk, ordered by earliest time, highest potential, lowest
+   flat index. */
+typedef struct {
+    float t;
+    double p;
+    int32_t flat;
+} candidate;
+
+static int comes_first(const candidate *a, const candidate *b)
+{
+    if (a->t != b->t) return a->t < b->t;
+    if (a->p != b->p) return a->p > b->p;
+    return a->flat < b->flat;
+}
+
+static void sift_down(candidate *heap, long size, long i)
+{
+    for (;;) {
+        long first = i;
+        const long left = 2 * i + 1, right = left + 1;
+        if (left < size && comes_first(&heap[left], &heap[first])) first = left;
+        if (right < size && comes_first(&heap[right], &heap[first])) first = right;
+        if (first == i) return;
+        const candidate swap = heap[i];
+        heap[i] = heap[first];
+        heap[first] = swap;
+        i = first;
+    }
+}
+
+/* The greedy winner-take-all rule of a batch: times [n][c][h][w] (INFINITY = silent),
+   pot the same layout (double, or NULL = no ties by potential). With `pointwise`, only
+   each position's survivor (earliest, highest potential, lowest channel) is a candidate
+   and the walk is walk_survivors; otherwise every spiking neuron is, taken from a heap.
+   A candidate is accepted unless an accepted winner blocks it (mode bit 1: its channel;
+   bit 2: every channel within Chebyshev distance `radius`); at most k winners per image
+   (k <= 0: no cap). out_mask [n][c][h][w] receives 1 for every winner and must be zero on
+   entry. Returns 0, or -1 when out of memory. */
+int select_winners(int n, int c, int h, int w, const float *times, const double *pot, int pointwise, int mode,
+                   int radius, int k, uint8_t *out_mask)
+{
+    const long n_pos = (long)h * w, per_image = n_pos * c;
+    candidate *heap = (candidate *)malloc(sizeof(candidate) * (pointwise ? 1 : per_image));
+    uint8_t *blocked_pos = (uint8_t *)malloc(n_pos);
+    uint8_t *blocked_ch = (uint8_t *)malloc(c);
+    int32_t *survivor = (int32_t *)malloc(sizeof(int32_t) * n_pos);
+    int32_t *flat_out = (int32_t *)malloc(sizeof(int32_t) * (k > n_pos ? k : n_pos));
+    float *survivor_t = (float *)malloc(sizeof(float) * n_pos);
+    double *survivor_pot = (double *)malloc(sizeof(double) * n_pos);
+    int status = 0;
+    if (!heap || !blocked_pos || !blocked_ch || !survivor || !flat_out || !survivor_t || !survivor_pot) {
+        status = -1;
+        n = 0;
+    }
+    for (int img = 0; img < n; ++img) {
+        const float *ti = times + img * per_image;
+        const double *pi = pot ? pot + img * per_image : 0;
+        uint8_t *mi = out_mask + img * per_image;
+        if (pointwise) {
+            for (long p = 0; p < n_pos; ++p) {
+                int best = -1;
+                for (int ch = 0; ch < c; ++ch) {
+                    const long i = (long)ch * n_pos + p;
+                    if (!(ti[i] < INFINITY)) continue;
+                    const long b = (long)best * n_pos + p;
+                    if (best < 0 || ti[i] < ti[b] || (ti[i] == ti[b] && pi && pi[i] > pi[b])) best = ch;
+                }
+                survivor[p] = best;
+                survivor_t[p] = best < 0 ? INFINITY : ti[(long)best * n_pos + p];
+                survivor_pot[p] = best < 0 || !pi ? 0.0 : pi[(long)best * n_pos + p];
+            }
+            walk_survivors(n_pos, h, w, c, survivor, survivor_t, survivor_pot, mode, radius, k, blocked_pos,
+                           blocked_ch, flat_out, 0);
+            const long cap = k > 0 ? k : n_pos;
+            for (long i = 0; i < cap && flat_out[i] >= 0; ++i) mi[flat_out[i]] = 1;
+            continue;
+        }
+        long size = 0;
+        for (long i = 0; i < per_image; ++i) {
+            if (!(ti[i] < INFINITY)) continue;
+            heap[size].t = ti[i];
+            heap[size].p = pi ? pi[i] : 0.0;
+            heap[size].flat = (int32_t)i;
+            ++size;
+        }
+        for (long i = size / 2 - 1; i >= 0; --i) sift_down(heap, size, i);
+        memset(blocked_pos, 0, n_pos);
+        memset(blocked_ch, 0, c);
+        long accepted = 0;
+        while (size > 0 && (k <= 0 || accepted < k)) {
+            const candidate top = heap[0];
+            heap[0] = heap[--size];
+            sift_down(heap, size, 0);
+            const int ch = top.flat / n_pos;
+            const long p = top.flat % n_pos;
+            if (((mode & 1) && blocked_ch[ch]) || ((mode & 2) && blocked_pos[p])) continue;
+            mi[top.flat] = 1;
+            ++accepted;
+            if (mode & 1) blocked_ch[ch] = 1;
+            if (mode & 2) {
+                const int by = (int)(p / w), bx = (int)(p % w);
+                for (int y = by - radius; y <= by + radius; ++y) {
+                    if (y < 0 || y >= h) continue;
+                    for (int x = bx - radius; x <= bx + radius; ++x)
+                        if (x >= 0 && x < w) blocked_pos[(long)y * w + x] = 1;
+                }
+            }
+        }
+    }
+    free(heap);
+    free(blocked_pos);
+    free(blocked_ch);
+    free(survivor);
+    free(flat_out);
+    free(survivor_t);
+    free(survivor_pot);
+    return status;
+}
+
+/* The batch STDP step of docs/spec.md for float32 weights [c_out][c_in][k][k]. Winners
+   (sample, channel, y, x) with spike times t_post come grouped: per_sample != 0 groups
+   consecutive winners of the same (sample, channel), the sequential reduction (winners
+   sorted by sample, then channel); per_sample == 0 groups those of the same channel, the
+   mean reduction (winners sorted by channel). In order, each group's step is applied and
+   clamped:
+       frac = potentiating winners / winners of the group       (per synapse)
+       w   <- clamp(w + f(w) * (s * frac - m), lo, hi),  f(w) = (w - lo) * (hi - w) or 1,
+   with s = a+ + a- and m = a-, and the float32 roundings of torch's separate operations.
+   A synapse potentiates when its input fired no later than the winner
+   (pre_times [n][c_in][h][w] <= t_post; INFINITY = never); padding depresses.
+   count: scratch of c_in * k * k ints. */
+void stdp_groups(int n_win, const int64_t *sample, const int64_t *channel, const int64_t *wy, const int64_t *wx,
+                 const float *t_post, const float *pre_times, int c_in, int h, int w, int k, int stride, int pad,
+                 float *weight, float s, float m, int additive, float lo, float hi, int per_sample, int *count)
+{
+    const int kk = c_in * k * k;
+    int g = 0;
+    while (g < n_win) {
+        int e = g;
+        while (e < n_win && channel[e] == channel[g] && (!per_sample || sample[e] == sample[g])) ++e;
+        memset(count, 0, sizeof(int) * kk);
+        for (int i = g; i < e; ++i) {
+            const float *tin = pre_times + sample[i] * (long)c_in * h * w;
+            for (int ci = 0; ci < c_in; ++ci)
+                for (int dy = 0; dy < k; ++dy) {
+                    const long iy = wy[i] * stride - pad + dy;
+                    if (iy < 0 || iy >= h) continue;
+                    for (int dx = 0; dx < k; ++dx) {
+                        const long ix = wx[i] * stride - pad + dx;
+                        if (ix < 0 || ix >= w) continue;
+                        count[(ci * k + dy) * k + dx] += tin[((long)ci * h + iy) * w + ix] <= t_post[i];
+                    }
+                }
+        }
+        const float wins = (float)(e - g);
+        float *wc = weight + channel[g] * (long)kk;
+        for (int j = 0; j < kk; ++j) {
+            const float frac = (float)count[j] / wins;
+            const float rate = s * frac - m;
+            const float f = additive ? 1.0f : (wc[j] - lo) * (hi - wc[j]);
+            const float v = wc[j] + f * rate;
+            wc[j] = v < lo ? lo : (v > hi ? hi : v);
+        }
+        g = e;
+    }
+}
