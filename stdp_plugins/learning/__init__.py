@@ -3,6 +3,7 @@
 Nothing here imports SpikingJelly or snnTorch; the adapters build on these pieces.
 """
 
+from .fire_once_if import fire_once, first_spike_only
 from .convergence import ConvergenceTracker, channel_convergence, compute_convergence_metric, has_converged
 from .stdp import (
     STDPConfig,
@@ -43,6 +44,8 @@ __all__ = [
     "conv_output_size",
     "extract_receptive_field_times",
     "find_wta_winner",
+    "fire_once",
+    "first_spike_only",
     "gather_receptive_field_times",
     "get_first_spike_times",
     "has_converged",

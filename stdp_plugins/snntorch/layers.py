@@ -42,6 +42,11 @@ class WTALayer(nn.Module):
     ----------
     config : WTAConfig, optional
         Mode, ``local_radius`` and ``k_winners``; ``WTAConfig()`` when ``None``.
+    train_only : bool
+        Inhibit only in training mode; in eval mode (``not self.training``) return the
+        input unchanged. E.g. the paper trains layer 2 on layer 1's pooled spikes after
+        pointwise inhibition (``WTAConfig(mode=WTAMode.LOCAL, local_radius=0)``) but
+        feeds them uninhibited at inference.
 
     Examples
     --------
@@ -54,13 +59,16 @@ class WTALayer(nn.Module):
     (or the ``(spk, mem)`` tuple of ``output=True`` and returns ``(spk, mem)``).
     """
 
-    def __init__(self, config: Optional[WTAConfig] = None) -> None:
+    def __init__(self, config: Optional[WTAConfig] = None, train_only: bool = False) -> None:
         super().__init__()
         if config is None:
             config = WTAConfig()
         if not isinstance(config, WTAConfig):
             raise TypeError(f"config must be a WTAConfig, got {type(config).__name__}")
+        if not isinstance(train_only, bool):
+            raise TypeError(f"train_only must be a bool, got {type(train_only).__name__} {train_only!r}")
         self.config = config
+        self.train_only = train_only
         self.winners = IncrementalWinners()
         self.winner_mask: Optional[Tensor] = None
 
@@ -79,8 +87,11 @@ class WTALayer(nn.Module):
         Returns
         -------
         Tensor or tuple
-            The filtered spikes; ``(spikes, mem)`` when ``spk`` was a tuple.
+            The filtered spikes; ``(spikes, mem)`` when ``spk`` was a tuple. With
+            ``train_only`` in eval mode, ``spk`` itself.
         """
+        if self.train_only and not self.training:
+            return spk
         as_tuple = isinstance(spk, tuple)
         if as_tuple:
             spk, mem = spk[0], spk[-1]
@@ -94,7 +105,8 @@ class WTALayer(nn.Module):
 
     def extra_repr(self) -> str:
         cfg = self.config
-        return f"mode={cfg.mode.name}, local_radius={cfg.local_radius}, k_winners={cfg.k_winners}"
+        return (f"mode={cfg.mode.name}, local_radius={cfg.local_radius}, k_winners={cfg.k_winners}, "
+                f"train_only={self.train_only}")
 
 
 class AdaptiveThresholdBinding:

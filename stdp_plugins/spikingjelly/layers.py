@@ -37,6 +37,11 @@ class WTALayer(base.MemoryModule):
         Homeostasis settings are not used here (see :class:`AdaptiveThresholdNode`).
     step_mode : str
         ``'s'`` (``[N, C, H, W]`` or ``[N, C]`` per call) or ``'m'`` (``[T, N, ...]``).
+    train_only : bool
+        Inhibit only in training mode; in eval mode (``not self.training``) pass the
+        spikes through unchanged. E.g. the paper trains layer 2 on layer 1's pooled
+        spikes after pointwise inhibition (``WTAConfig(mode=WTAMode.LOCAL,
+        local_radius=0)``) but feeds them uninhibited at inference.
 
     Examples
     --------
@@ -47,24 +52,31 @@ class WTALayer(base.MemoryModule):
     ...     WTALayer(WTAConfig(mode=WTAMode.BOTH, local_radius=2, k_winners=5)))
     """
 
-    def __init__(self, config: Optional[WTAConfig] = None, step_mode: str = "s") -> None:
+    def __init__(self, config: Optional[WTAConfig] = None, step_mode: str = "s", train_only: bool = False) -> None:
         super().__init__()
         if config is None:
             config = WTAConfig()
         if not isinstance(config, WTAConfig):
             raise TypeError(f"config must be a WTAConfig, got {type(config).__name__}")
+        if not isinstance(train_only, bool):
+            raise TypeError(f"train_only must be a bool, got {type(train_only).__name__} {train_only!r}")
         self.config = config
         self.step_mode = step_mode
+        self.train_only = train_only
         self.winners = IncrementalWinners()
         self.winner_mask: Optional[Tensor] = None
 
     def single_step_forward(self, x: Tensor) -> Tensor:
-        """Spikes ``[N, ...]`` of one step, non-winners zeroed."""
+        """Spikes ``[N, ...]`` of one step, non-winners zeroed (unchanged with ``train_only`` in eval mode)."""
+        if self.train_only and not self.training:
+            return x
         out, self.winner_mask = keep_winners(x, self.winners, self.config)
         return out
 
     def multi_step_forward(self, x_seq: Tensor) -> Tensor:
-        """Spikes ``[T, N, ...]``, non-winners zeroed."""
+        """Spikes ``[T, N, ...]``, non-winners zeroed (unchanged with ``train_only`` in eval mode)."""
+        if self.train_only and not self.training:
+            return x_seq
         out, self.winner_mask = keep_winners(x_seq, self.winners, self.config, multi_step=True)
         return out
 
@@ -77,7 +89,7 @@ class WTALayer(base.MemoryModule):
     def extra_repr(self) -> str:
         cfg = self.config
         return (f"mode={cfg.mode.name}, local_radius={cfg.local_radius}, k_winners={cfg.k_winners}, "
-                f"step_mode={self.step_mode}")
+                f"step_mode={self.step_mode}, train_only={self.train_only}")
 
 
 _LINEAR_NODES = (neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode)
