@@ -9,6 +9,8 @@ from .learning import *  # noqa: F401,F403
 from .learning import __all__ as _learning_all
 from .backends import fused_winner_update
 from .registry import (
+    FirstSpikeLearner,
+    LearnerGroup,
     attach,
     available_layers,
     available_rules,
@@ -22,6 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     *_learning_all,
+    "FirstSpikeLearner",
+    "LearnerGroup",
     "attach",
     "available_layers",
     "available_rules",

@@ -2,10 +2,11 @@
 
 An adapter records what a synapse (``nn.Conv2d`` / ``nn.Linear``) receives and what the
 spiking neuron after it emits, with forward hooks, and turns one recorded time window into
-a first-spike STDP update with the functional core:
-:func:`~stdp_plugins.learning.get_first_spike_times` for both sides,
-:func:`~stdp_plugins.learning.select_winners` for the competition and
-:meth:`~stdp_plugins.learning.STDPLearner.compute_batch_update` for the averaged delta.
+a first-spike STDP update through the dispatchers of :mod:`stdp_plugins.backends` (the
+engine the reference network uses too): :func:`~stdp_plugins.backends.first_spike_times`
+for both sides, :func:`~stdp_plugins.backends.select_winners` for the competition and
+:func:`~stdp_plugins.backends.fused_winner_update` for the update, so CPU tensors get
+the native library and CUDA tensors the CuPy kernels.
 A ``Linear`` layer is treated as a convolution with a 1x1 kernel on a 1x1 map: weights
 ``[out, in] -> [out, in, 1, 1]``, spikes ``[N, in] -> [N, in, 1, 1]``.
 
@@ -20,21 +21,15 @@ from __future__ import annotations
 import math
 import warnings
 from operator import methodcaller
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from .learning import (
-    AdaptiveThreshold,
-    STDPConfig,
-    STDPLearner,
-    WTAConfig,
-    get_first_spike_times,
-    select_winners,
-)
+from .backends import REDUCTIONS, first_spike_times, fused_winner_update, select_winners
+from .learning import AdaptiveThreshold, STDPConfig, STDPLearner, WTAConfig
 from .learning._checks import check_float
 
 __all__ = [
@@ -55,6 +50,11 @@ STEP_MODES = ("s", "m")
 
 def _pair(value: Any) -> Tuple[Any, Any]:
     return (value, value) if not isinstance(value, (tuple, list)) else (value[0], value[-1])
+
+
+def _concat(records: List[Tensor]) -> Tensor:
+    """Records joined along time (a single record is used as it is, without a copy)."""
+    return records[0] if len(records) == 1 else torch.cat(records)
 
 
 @dataclass(frozen=True)
@@ -178,9 +178,12 @@ class IncrementalWinners:
         ``[N, C, H, W]`` membrane at each neuron's first-spike step (ties: higher first).
     steps : int
         Time steps seen since :meth:`reset`.
+    backend : str
+        Implementation of the dispatched operations (:data:`stdp_plugins.backends.BACKENDS`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "auto") -> None:
+        self.backend = backend
         self.first_times: Optional[Tensor] = None
         self.tie_potential: Optional[Tensor] = None
         self.steps = 0
@@ -210,7 +213,7 @@ class IncrementalWinners:
         Tensor
             Bool ``[N, C, H, W]`` winners of the whole window so far.
         """
-        times = get_first_spike_times(spikes != 0)
+        times, tie = first_spike_times(spikes, potentials, backend=self.backend)
         if self.first_times is None or self.first_times.shape != times.shape:
             self.reset()
             self.first_times = torch.full_like(times, math.inf)
@@ -220,11 +223,10 @@ class IncrementalWinners:
         if self._mask is not None and not bool(new.any()):
             return self._mask  # no newcomer: every decision stands
         self.first_times = torch.where(new, times + (self.steps - spikes.shape[0]), self.first_times)
-        if potentials is not None:
-            step = times.nan_to_num(posinf=0.0).long().clamp(max=max(spikes.shape[0] - 1, 0))
-            tie = potentials.gather(0, step[None]).squeeze(0).to(times.dtype)
+        if tie is not None:
             self.tie_potential = torch.where(new, tie, self.tie_potential)
-        self._mask = select_winners(self.first_times, self.tie_potential, wta.mode, wta.local_radius, wta.k_winners)
+        self._mask = select_winners(self.first_times, self.tie_potential, wta.mode, wta.local_radius, wta.k_winners,
+                                    pointwise=wta.pointwise_inhibition, backend=self.backend)
         return self._mask
 
 
@@ -351,6 +353,15 @@ class FirstSpikeLearner:
         own map, so use ``LOCAL`` (radius 0 = one winner per sample) or ``k_winners``.
     name : str
         Name used in messages and by :class:`LearnerGroup`.
+    reduction : {"sequential", "mean"}
+        How the samples of a batch combine (:func:`~stdp_plugins.fused_winner_update`):
+        ``"sequential"`` (default) applies each sample's step in turn, as
+        one-image-at-a-time learning does, which the paper's accuracy needs at batch
+        sizes above 1; ``"mean"`` applies one step averaged over the batch.
+    backend : str
+        Implementation of the dispatched operations (``"auto"``: native on the CPU, CuPy
+        on CUDA where written, torch otherwise; see
+        :func:`~stdp_plugins.backends.resolve_backend`).
     """
 
     potential_is_drive = False
@@ -366,6 +377,8 @@ class FirstSpikeLearner:
         config: Optional[STDPConfig] = None,
         wta: Optional[WTAConfig] = None,
         name: str = "",
+        reduction: str = "sequential",
+        backend: str = "auto",
     ) -> None:
         if step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
@@ -378,8 +391,11 @@ class FirstSpikeLearner:
             wta = WTAConfig()
         if not isinstance(wta, WTAConfig):
             raise TypeError(f"wta must be a WTAConfig or None, got {type(wta).__name__}")
+        if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
         self.core = STDPLearner(config)
-        self.config: STDPConfig = self.core.config
+        self.reduction = reduction
+        self.backend = backend
         self.wta = wta
         self.step_mode = step_mode
         self.synapse = synapse
@@ -396,6 +412,16 @@ class FirstSpikeLearner:
             sn.register_forward_hook(self._on_neuron),
         ]
         self._bounds_checked = False
+
+    @property
+    def config(self) -> STDPConfig:
+        """The learner's :class:`~stdp_plugins.learning.STDPConfig`."""
+        return self.core.config
+
+    def set_learning_rates(self, lr_plus: float, lr_minus: float) -> None:
+        """Change ``a+`` and ``a-`` for the following updates (e.g. a schedule that doubles
+        them); the other settings stay. Raises ``ValueError`` for a negative rate."""
+        self.core.config = replace(self.core.config, lr_plus=lr_plus, lr_minus=lr_minus)
 
     # --- framework hooks -------------------------------------------------------------
     def _read_post(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> Tuple[Tensor, Optional[Tensor]]:
@@ -478,13 +504,11 @@ class FirstSpikeLearner:
             )
         if not self._post:
             return None
-        post = torch.cat([self._time_major(p, p) for p in self._post])
-        pre = torch.cat([self._time_major(x, p) for x, p in zip(self._pre, self._post)])
+        post = _concat([self._time_major(p, p) for p in self._post])
+        pre = _concat([self._time_major(x, p) for x, p in zip(self._pre, self._post)])
         potential = None
         if len(self._potential) == len(self._post):
-            potential = torch.cat([self._time_major(v, p) for v, p in zip(self._potential, self._post)])
-            if self.potential_is_drive:
-                potential = potential.cumsum(0)
+            potential = _concat([self._time_major(v, p) for v, p in zip(self._potential, self._post)])
         self.reset()
         return (
             as_feature_maps(pre, "recorded synapse input", time_major=True),
@@ -505,20 +529,59 @@ class FirstSpikeLearner:
                 stacklevel=4,
             )
 
+    def _winners(self, post: Tensor, potential: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """First-spike times of the recorded output and the window's winner mask."""
+        if self._post_is_filtered():
+            post_times, _ = first_spike_times(post, backend=self.backend)
+            return post_times, torch.isfinite(post_times)
+        post_times, tie = first_spike_times(post, potential, cumulative=self.potential_is_drive, backend=self.backend)
+        wta = self.wta
+        mask = select_winners(post_times, tie, wta.mode, wta.local_radius, wta.k_winners,
+                              pointwise=wta.pointwise_inhibition, backend=self.backend)
+        return post_times, mask
+
+    def _update_(self, weights: Tensor, scale: float) -> bool:
+        """Apply the recorded window's STDP update to ``weights`` (the synapse's weight or a
+        copy, ``[C_out, C_in, k, k]``) in place; ``False`` when nothing was recorded."""
+        window = self._window()
+        if window is None:
+            return False
+        pre, post, potential = window
+        self._warn_out_of_bounds()
+        post_times, self.winner_mask = self._winners(post, potential)
+        pre_times, _ = first_spike_times(pre, backend=self.backend)
+        cfg = self.config
+        try:
+            fused_winner_update(
+                weights, pre_times, post_times, self.winner_mask, cfg, cfg.lr_plus * scale, cfg.lr_minus * scale,
+                self.geometry.stride, self.geometry.padding, backend=self.backend, reduction=self.reduction,
+            )
+        except ValueError as error:
+            raise ValueError(f"{self.name}: the recorded spikes do not fit the synapse: {error}") from error
+        return True
+
+    def _checked_scale(self, scale: float) -> float:
+        self._check_open()
+        return check_float("scale", scale, minimum=0.0)
+
     @torch.no_grad()
     def step(self, on_grad: bool = True, scale: float = 1.0) -> Optional[Tensor]:
         """Turn the recorded window into a weight update and forget the records.
 
+        The update is :func:`~stdp_plugins.fused_winner_update` of the window's first
+        spikes and winners with the learner's ``reduction``, computed on a copy of the
+        weights; its delta is the change it makes (weights stay within the bounds).
+
         Parameters
         ----------
         on_grad : bool
-            ``True`` (default): add ``-scale * delta_w`` to ``synapse.weight.grad``
-            (created when ``None``) and return ``None``, so that
+            ``True`` (default): add ``-delta_w`` to ``synapse.weight.grad`` (created when
+            ``None``) and return ``None``, so that
             ``torch.optim.SGD(params, lr=1.0, momentum=0.0).step()`` applies the update;
             clamp afterwards with :meth:`clamp_weights` or :meth:`clamp_on_step`.
-            ``False``: return ``scale * delta_w`` without touching weights or gradients.
+            ``False``: return ``delta_w`` without touching weights or gradients.
         scale : float
-            Multiplier of the update.
+            Multiplier (``>= 0``) of both learning rates for this update.
 
         Returns
         -------
@@ -526,36 +589,14 @@ class FirstSpikeLearner:
             The delta (shape of ``synapse.weight``) when ``on_grad`` is ``False`` and
             something was recorded, else ``None``.
         """
-        self._check_open()
+        scale = self._checked_scale(scale)
         if not isinstance(on_grad, bool):
             raise TypeError(f"on_grad must be a bool, got {type(on_grad).__name__}")
-        scale = check_float("scale", scale)
-        window = self._window()
-        if window is None:
-            return None
-        pre, post, potential = window
-        self._warn_out_of_bounds()
-        if self._post_is_filtered():
-            post_times = get_first_spike_times(post)
-            self.winner_mask = torch.isfinite(post_times)
-        else:
-            winners = IncrementalWinners()
-            self.winner_mask = winners(post, potential, self.wta)
-            post_times = winners.first_times
         weight = self.synapse.weight.detach()
-        try:
-            delta = self.core.compute_batch_update(
-                self.geometry.conv_weight(weight),
-                get_first_spike_times(pre),
-                post_times,
-                self.winner_mask,
-                stride=self.geometry.stride,
-                padding=self.geometry.padding,
-            ).view_as(weight)
-        except ValueError as error:
-            raise ValueError(f"{self.name}: the recorded spikes do not fit the synapse: {error}") from error
-        if scale != 1.0:
-            delta = delta * scale
+        updated = self.geometry.conv_weight(weight).clone()
+        if not self._update_(updated, scale):
+            return None
+        delta = updated.view_as(weight) - weight
         if not on_grad:
             return delta
         grad = self.synapse.weight.grad
@@ -564,18 +605,26 @@ class FirstSpikeLearner:
 
     @torch.no_grad()
     def apply(self, scale: float = 1.0) -> Optional[Tensor]:
-        """Compute the update (as ``step(on_grad=False, scale)``), add it to the weights,
-        clamp them to the bounds and record the convergence metric.
+        """Apply the recorded window's update to the weights in place (they stay within the
+        bounds) and record the convergence metric; the records are forgotten.
+
+        Parameters
+        ----------
+        scale : float
+            Multiplier (``>= 0``) of both learning rates for this update.
 
         Returns
         -------
         Tensor or None
-            The applied delta, ``None`` when nothing was recorded.
+            The change of the weights, ``None`` when nothing was recorded.
         """
-        delta = self.step(on_grad=False, scale=scale)
-        if delta is not None:
-            self.core.apply_update(self.synapse.weight, delta)
-        return delta
+        scale = self._checked_scale(scale)
+        weight = self.synapse.weight.detach()
+        before = weight.clone()
+        if not self._update_(self.geometry.conv_weight(weight), scale):
+            return None
+        self.core.record_update(weight)
+        return weight - before
 
     @torch.no_grad()
     def clamp_weights(self) -> None:

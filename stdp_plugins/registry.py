@@ -2,7 +2,7 @@
 
 A *rule* is a factory ``rule(synapse, sn, *, step_mode, config, wta, name, **kwargs)``
 returning a learner with the SpikingJelly/snnTorch learner protocol (``step``, ``reset``,
-``enable``, ``disable``, ``close``; see :class:`stdp_plugins._adapter.FirstSpikeLearner`).
+``enable``, ``disable``, ``close``; see :class:`stdp_plugins.spikingjelly.STDPLearner`).
 A *layer* is any factory of an ``nn.Module``. Third-party packages register theirs with
 entry points, loaded the first time the name is asked for::
 
@@ -20,14 +20,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from importlib.metadata import entry_points
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from torch import nn
 
-from ._adapter import LearnerGroup, synapse_geometry
+from ._adapter import FirstSpikeLearner, LearnerGroup, synapse_geometry
 from .learning import STDPConfig, WTAConfig
 
 __all__ = [
+    "FirstSpikeLearner",
+    "LearnerGroup",
     "RULE_ENTRY_POINT_GROUP",
     "LAYER_ENTRY_POINT_GROUP",
     "register_rule",
@@ -172,21 +174,29 @@ def _stdp_rule(
     config: Optional[STDPConfig] = None,
     wta: Optional[WTAConfig] = None,
     name: str = "",
+    reduction: str = "sequential",
+    backend: str = "auto",
 ) -> Any:
-    """Built-in rule ``"stdp"``: the first-spike STDP learner of ``sn``'s framework."""
+    """Built-in rule ``"stdp"``: the first-spike STDP learner of ``sn``'s framework
+    (``reduction`` and ``backend`` as for :class:`stdp_plugins.spikingjelly.STDPLearner`)."""
     adapter = _adapter_of(sn, _installed_adapters())
     if adapter is None:
         raise TypeError(
             f"sn must be a SpikingJelly or snnTorch spiking neuron (or a stdp_plugins WTA layer), "
             f"got {type(sn).__name__}"
         )
-    return adapter.make_learner(synapse, sn, step_mode=step_mode, config=config, wta=wta, name=name)
+    return adapter.make_learner(synapse, sn, step_mode=step_mode, config=config, wta=wta, name=name,
+                                reduction=reduction, backend=backend)
 
 
 register_rule("stdp", _stdp_rule)
 register_layer("spikingjelly.wta", _lazy("stdp_plugins.spikingjelly", "WTALayer"))
 register_layer("spikingjelly.adaptive_threshold", _lazy("stdp_plugins.spikingjelly", "AdaptiveThresholdNode"))
+register_layer("spikingjelly.fire_once_if", _lazy("stdp_plugins.spikingjelly", "FireOnceIFNode"))
+register_layer("spikingjelly.first_spike_max_pool", _lazy("stdp_plugins.spikingjelly", "FirstSpikeMaxPool2d"))
 register_layer("snntorch.wta", _lazy("stdp_plugins.snntorch", "WTALayer"))
+register_layer("snntorch.fire_once_if", _lazy("stdp_plugins.snntorch", "FireOnceIF"))
+register_layer("snntorch.first_spike_max_pool", _lazy("stdp_plugins.snntorch", "FirstSpikeMaxPool2d"))
 
 _SYNAPSES = (nn.Linear, nn.modules.conv._ConvNd)
 # modules that may sit between a synapse and its neuron without changing the shape
@@ -251,14 +261,29 @@ def find_pairs(model: nn.Module) -> List[Tuple[str, nn.Module, str, nn.Module]]:
     return pairs
 
 
+PerLayer = Union[Any, Mapping[str, Any]]
+
+
+def _for_layer(value: PerLayer, name: str, names: List[str], argument: str) -> Any:
+    """``value[name]`` when ``value`` is a mapping by synapse name (``None`` if absent), else ``value``."""
+    if not isinstance(value, Mapping):
+        return value
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise ValueError(f"{argument} names no paired synapse: {unknown}; the model's synapses are {names}")
+    return value.get(name)
+
+
 def attach(
     model: nn.Module,
     rule: str = "stdp",
-    config: Optional[STDPConfig] = None,
-    wta: Optional[WTAConfig] = None,
+    config: Optional[PerLayer] = None,
+    wta: Optional[PerLayer] = None,
     *,
     step_mode: Optional[str] = None,
     initialize_weights: bool = False,
+    reduction: str = "sequential",
+    backend: str = "auto",
     **kwargs: Any,
 ) -> LearnerGroup:
     """Give every synapse/neuron pair of ``model`` a learner, by composition.
@@ -272,16 +297,25 @@ def attach(
         A SpikingJelly or snnTorch model (``nn.Sequential`` or a custom module).
     rule : str
         Name of a registered rule (:func:`available_rules`); ``"stdp"`` is built in.
-    config : STDPConfig, optional
-        Configuration of every learner (``STDPConfig()`` when ``None``).
-    wta : WTAConfig, optional
-        Winner selection of every learner; when ``None``, a pair whose neuron is followed
-        by a WTA layer uses that layer's config, the others ``WTAConfig()``.
+    config : STDPConfig or mapping, optional
+        Configuration of every learner (``STDPConfig()`` when ``None``), or a mapping from
+        synapse name (as :meth:`LearnerGroup.names` lists them) to the configuration of
+        that layer (absent names get ``STDPConfig()``).
+    wta : WTAConfig or mapping, optional
+        Winner selection of every learner, or a mapping by synapse name like ``config``;
+        when a layer gets none, a pair whose neuron is followed by a WTA layer uses that
+        layer's config, the others ``WTAConfig()``.
     step_mode : str, optional
         SpikingJelly step mode; defaults to each neuron's ``step_mode``.
     initialize_weights : bool
         Redraw every paired synapse's weights from ``config`` (needed when they are not
         already within the weight bounds, e.g. PyTorch's default initialisation).
+    reduction : {"sequential", "mean"}
+        How a batch's samples combine in every learner (default ``"sequential"``: each
+        sample's step in turn, what the paper's accuracy needs at batch sizes above 1).
+    backend : str
+        Implementation of the learning operations (``"auto"``: native on the CPU, CuPy on
+        CUDA where written; see :func:`stdp_plugins.backends.resolve_backend`).
     **kwargs
         Passed on to the rule factory.
 
@@ -294,7 +328,8 @@ def attach(
     Raises
     ------
     ValueError
-        When the model has no synapse followed by a spiking neuron.
+        When the model has no synapse followed by a spiking neuron, or a mapping names a
+        synapse that is not paired.
     NotImplementedError
         For an unsupported synapse paired with a neuron (names the layer).
     """
@@ -304,13 +339,17 @@ def attach(
         raise ValueError(
             f"model has no nn.Conv2d/nn.Linear followed by a SpikingJelly or snnTorch neuron: {type(model).__name__}"
         )
+    names = [pair[0] for pair in pairs]
     group = LearnerGroup({})
     try:
         for synapse_name, synapse, _, post in pairs:
-            layer_wta = wta if wta is not None else getattr(post, "config", None)
+            layer_wta = _for_layer(wta, synapse_name, names, "wta")
+            if layer_wta is None:
+                layer_wta = getattr(post, "config", None)
             group.learners[synapse_name] = factory(
-                synapse, post, step_mode=step_mode, config=config,
-                wta=layer_wta if isinstance(layer_wta, WTAConfig) else None, name=synapse_name, **kwargs,
+                synapse, post, step_mode=step_mode, config=_for_layer(config, synapse_name, names, "config"),
+                wta=layer_wta if isinstance(layer_wta, WTAConfig) else None, name=synapse_name,
+                reduction=reduction, backend=backend, **kwargs,
             )
     except Exception:
         group.close()  # leave the model as it was

@@ -19,11 +19,11 @@ from stdp_plugins.learning import (
     STDPConfig,
     WTAConfig,
     WTAMode,
-    batch_stdp_update,
     get_first_spike_times,
     select_winners,
 )
 from stdp_plugins.snntorch import AdaptiveThresholdBinding, STDPLearner, WTALayer, make_learner
+from stdp_reference import expected_delta
 
 ROOT = Path(__file__).resolve().parents[1]
 T, N = 6, 3
@@ -97,9 +97,8 @@ def test_update_equals_core_on_the_same_spikes(kind, init_hidden):
     assert 0 < mask.sum() < torch.isfinite(post_times).sum()
     weight = synapse.weight.detach()
     stride, padding = (2, 1) if kind == "conv" else (1, 0)
-    expected = batch_stdp_update(_maps(weight) if kind == "linear" else weight,
-                                 _maps(get_first_spike_times(x)), _maps(post_times), mask,
-                                 0.05, 0.03, stride=stride, padding=padding).view_as(weight)
+    expected = expected_delta(weight, _maps(get_first_spike_times(x)), _maps(post_times), mask, config,
+                              stride, padding)
     delta = learner.step(on_grad=False)
     assert torch.equal(learner.winner_mask, mask)
     torch.testing.assert_close(delta, expected, rtol=0, atol=0)
@@ -112,14 +111,14 @@ def test_on_grad_matches_delta_and_sgd_applies_it():
     learner.initialize_weights(gen)
     x = _input("linear", gen)
     _run(synapse, lif, x, False)
-    delta = learner.step(on_grad=False)
+    delta = learner.step(on_grad=False, scale=2.0)
     _run(synapse, lif, x, False)
     before = synapse.weight.detach().clone()
     learner.step(on_grad=True, scale=2.0)
-    torch.testing.assert_close(synapse.weight.grad, -2.0 * delta)
+    torch.testing.assert_close(synapse.weight.grad, -delta, rtol=0, atol=0)
     torch.optim.SGD([synapse.weight], lr=1.0, momentum=0.0).step()
     learner.clamp_weights()
-    torch.testing.assert_close(synapse.weight.detach(), (before + 2.0 * delta).clamp(0.0, 1.0))
+    torch.testing.assert_close(synapse.weight.detach(), (before + delta).clamp(0.0, 1.0))
 
 
 def test_sequential_with_wta_layer_and_output_tuple():
@@ -135,8 +134,8 @@ def test_sequential_with_wta_layer_and_output_tuple():
         out = torch.stack([net(x_t)[0] for x_t in x])
     mask = net[2].winner_mask
     assert torch.equal(get_first_spike_times(out) < float("inf"), mask)
-    expected = batch_stdp_update(net[0].weight.detach(), get_first_spike_times(x), get_first_spike_times(out),
-                                 mask, 0.004, 0.003, stride=2, padding=1)
+    expected = expected_delta(net[0].weight, get_first_spike_times(x), get_first_spike_times(out), mask,
+                              learner.config, stride=2, padding=1)
     torch.testing.assert_close(learner.step(on_grad=False), expected, rtol=0, atol=0)
 
 

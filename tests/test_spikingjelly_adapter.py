@@ -20,11 +20,11 @@ from stdp_plugins.learning import (
     STDPVariant,
     WTAConfig,
     WTAMode,
-    batch_stdp_update,
     get_first_spike_times,
     select_winners,
 )
 from stdp_plugins.spikingjelly import AdaptiveThresholdNode, STDPLearner, WTALayer
+from stdp_reference import expected_delta
 
 ROOT = Path(__file__).resolve().parents[1]
 T, N = 6, 3
@@ -74,7 +74,7 @@ def _run(net: nn.Module, x: torch.Tensor, step_mode: str) -> torch.Tensor:
         return torch.stack([net(x_t) for x_t in x])
 
 
-def _expected_delta(synapse, x, post, config, wta, stride=1, padding=0):
+def _expected_delta(synapse, x, post, config, wta, stride=1, padding=0, reduction="sequential"):
     """Core update on the given spikes; ties by the integrated drive (IF membrane)."""
     weight = synapse.weight.detach()
     drive = F.conv2d(x.flatten(0, 1), weight, stride=stride, padding=padding) if weight.dim() == 4 \
@@ -83,28 +83,30 @@ def _expected_delta(synapse, x, post, config, wta, stride=1, padding=0):
     post_times = get_first_spike_times(post)
     step = post_times.nan_to_num(posinf=0).long().clamp(max=post.shape[0] - 1)
     tie = drive.gather(0, step[None])[0]
-    mask = select_winners(_maps(post_times), _maps(tie), wta.mode, wta.local_radius, wta.k_winners)
-    w4 = weight if weight.dim() == 4 else weight[:, :, None, None]
-    delta = batch_stdp_update(w4, _maps(get_first_spike_times(x)), _maps(post_times), mask,
-                              config.lr_plus, config.lr_minus, config.variant, config.weight_min,
-                              config.weight_max, stride, padding)
-    return delta.view_as(weight), mask
+    mask = select_winners(_maps(post_times), _maps(tie), wta.mode, wta.local_radius, wta.k_winners,
+                          pointwise=wta.pointwise_inhibition)
+    delta = expected_delta(weight, _maps(get_first_spike_times(x)), _maps(post_times), mask, config, stride,
+                           padding, reduction)
+    return delta, mask
 
 
+@pytest.mark.parametrize("reduction", ["sequential", "mean"])
 @pytest.mark.parametrize("kind", ["conv", "linear"])
 @pytest.mark.parametrize("step_mode", ["s", "m"])
 @pytest.mark.parametrize("node", [neuron.IFNode, neuron.LIFNode])
-def test_update_equals_core_on_the_same_spikes(kind, step_mode, node):
+def test_update_equals_core_on_the_same_spikes(kind, step_mode, node, reduction):
+    """Through the adapter (native backend on the CPU) the update equals the torch core's,
+    for both reductions: the sequential one is the core's sequential_stdp_update_."""
     gen = torch.Generator().manual_seed(7)
     net = _net(step_mode, _synapse(kind), node(v_threshold=1.0))
     config = STDPConfig(lr_plus=0.05, lr_minus=0.03)
-    learner = STDPLearner(step_mode, net[0], net[1], config=config, wta=_wta(kind))
+    learner = STDPLearner(step_mode, net[0], net[1], config=config, wta=_wta(kind), reduction=reduction)
     learner.initialize_weights(gen)
     x = _input(kind, gen)
     post = _run(net, x, step_mode)
     assert post.sum() > 0
     geometry = (2, 1) if kind == "conv" else (1, 0)
-    expected, mask = _expected_delta(net[0], x, post, config, _wta(kind), *geometry)
+    expected, mask = _expected_delta(net[0], x, post, config, _wta(kind), *geometry, reduction=reduction)
     delta = learner.step(on_grad=False)
     assert torch.equal(learner.winner_mask, mask)
     assert mask.sum() > 0
@@ -134,18 +136,21 @@ def test_on_grad_feeds_sgd_and_clamp_hook_keeps_bounds():
     x = _input("conv", gen)
     net(x)
     before = net[0].weight.detach().clone()
-    delta = learner.step(on_grad=False)
+    half = learner.step(on_grad=False, scale=0.5)  # scale multiplies both rates
+    net(x)
+    full = learner.step(on_grad=False)
+    assert not torch.equal(half, full)
     net(x)
     learner.step(on_grad=True, scale=0.5)
-    torch.testing.assert_close(net[0].weight.grad, -0.5 * delta)
+    torch.testing.assert_close(net[0].weight.grad, -half, rtol=0, atol=0)
     net(x)
     learner.step()  # accumulates onto the existing gradient
-    torch.testing.assert_close(net[0].weight.grad, -1.5 * delta)
+    torch.testing.assert_close(net[0].weight.grad, -half - full)
     optimizer = torch.optim.SGD(net.parameters(), lr=1.0, momentum=0.0)
     learner.clamp_on_step(optimizer)
     optimizer.step()
-    torch.testing.assert_close(net[0].weight.detach(), (before + 1.5 * delta).clamp(0.0, 1.0))
-    assert (before + 1.5 * delta).max() > 1.0  # the clamp really acted
+    torch.testing.assert_close(net[0].weight.detach(), (before + half + full).clamp(0.0, 1.0))
+    assert (before + half + full).max() > 1.0  # the clamp really acted
     learner.close()
     assert not optimizer._optimizer_step_post_hooks
 
@@ -290,8 +295,8 @@ def test_learner_after_wta_layer_learns_from_its_winners():
     x = _input("conv", gen)
     out = net(x)
     mask = net[2].winner_mask
-    expected = batch_stdp_update(net[0].weight.detach(), get_first_spike_times(x), get_first_spike_times(out),
-                                 mask, 0.004, 0.003, stride=2, padding=1)
+    expected = expected_delta(net[0].weight, get_first_spike_times(x), get_first_spike_times(out), mask,
+                              learner.config, stride=2, padding=1)
     torch.testing.assert_close(learner.step(on_grad=False), expected, rtol=0, atol=0)
     assert torch.equal(learner.winner_mask, mask)
 

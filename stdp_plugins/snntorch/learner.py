@@ -55,6 +55,12 @@ class STDPLearner(FirstSpikeLearner):
         Winner selection (``WTAConfig()`` when ``None``).
     name : str
         Name used in messages.
+    reduction : {"sequential", "mean"}
+        How a batch's samples combine (default ``"sequential"``: each sample's step in
+        turn, what the paper's accuracy needs at batch sizes above 1).
+    backend : str
+        Implementation of the learning operations (``"auto"``: native on the CPU, CuPy
+        on CUDA where written; see :func:`stdp_plugins.backends.resolve_backend`).
 
     Examples
     --------
@@ -72,12 +78,14 @@ class STDPLearner(FirstSpikeLearner):
         config: Optional[STDPConfig] = None,
         wta: Optional[WTAConfig] = None,
         name: str = "",
+        reduction: str = "sequential",
+        backend: str = "auto",
     ) -> None:
-        super().__init__("s", synapse, sn, config, wta, name)
+        super().__init__("s", synapse, sn, config, wta, name, reduction, backend)
 
     def _read_post(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> Tuple[Tensor, Optional[Tensor]]:
         spikes = output_spikes(output)
-        mem = getattr(module, "mem", None)
+        mem = output[1] if isinstance(output, tuple) and len(output) > 1 else getattr(module, "mem", None)
         if not isinstance(mem, Tensor) or mem.shape != spikes.shape:
             mem = None
         return spikes, mem
@@ -94,8 +102,10 @@ def make_learner(
     config: Optional[STDPConfig] = None,
     wta: Optional[WTAConfig] = None,
     name: str = "",
+    reduction: str = "sequential",
+    backend: str = "auto",
 ) -> STDPLearner:
     """Build an :class:`STDPLearner` (snnTorch is single-step: ``step_mode`` ``None`` or ``'s'``)."""
     if step_mode not in (None, "s"):
         raise ValueError(f"step_mode must be 's' for snnTorch (one forward per time step), got {step_mode!r}")
-    return STDPLearner(synapse, sn, config, wta, name)
+    return STDPLearner(synapse, sn, config, wta, name, reduction, backend)

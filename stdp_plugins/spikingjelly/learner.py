@@ -10,13 +10,15 @@ from torch import Tensor, nn
 from .._adapter import FirstSpikeLearner
 from ..learning import STDPConfig, WTAConfig
 from .layers import AdaptiveThresholdNode, WTALayer
+from .neurons import FireOnceIFNode
 
 __all__ = ["STDPLearner", "is_neuron", "is_wta", "make_learner"]
 
 
 def is_neuron(module: nn.Module) -> bool:
-    """Whether ``module`` is a SpikingJelly spiking neuron (or an :class:`AdaptiveThresholdNode`)."""
-    return isinstance(module, (neuron.BaseNode, neuron.SimpleBaseNode, AdaptiveThresholdNode))
+    """Whether ``module`` is a SpikingJelly spiking neuron (or an :class:`AdaptiveThresholdNode`
+    or :class:`FireOnceIFNode`)."""
+    return isinstance(module, (neuron.BaseNode, neuron.SimpleBaseNode, AdaptiveThresholdNode, FireOnceIFNode))
 
 
 def is_wta(module: nn.Module) -> bool:
@@ -73,6 +75,12 @@ class STDPLearner(FirstSpikeLearner):
         Winner selection (``WTAConfig()`` when ``None``).
     name : str
         Name used in messages.
+    reduction : {"sequential", "mean"}
+        How a batch's samples combine (default ``"sequential"``: each sample's step in
+        turn, what the paper's accuracy needs at batch sizes above 1).
+    backend : str
+        Implementation of the learning operations (``"auto"``: native on the CPU, CuPy
+        on CUDA where written; see :func:`stdp_plugins.backends.resolve_backend`).
 
     Examples
     --------
@@ -96,8 +104,10 @@ class STDPLearner(FirstSpikeLearner):
         config: Optional[STDPConfig] = None,
         wta: Optional[WTAConfig] = None,
         name: str = "",
+        reduction: str = "sequential",
+        backend: str = "auto",
     ) -> None:
-        super().__init__(step_mode, synapse, sn, config, wta, name)
+        super().__init__(step_mode, synapse, sn, config, wta, name, reduction, backend)
 
     def _read_post(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> Tuple[Tensor, Optional[Tensor]]:
         if not isinstance(output, Tensor):
@@ -120,6 +130,8 @@ def make_learner(
     config: Optional[STDPConfig] = None,
     wta: Optional[WTAConfig] = None,
     name: str = "",
+    reduction: str = "sequential",
+    backend: str = "auto",
 ) -> STDPLearner:
     """Build an :class:`STDPLearner`; ``step_mode`` defaults to the neuron's own."""
-    return STDPLearner(step_mode or getattr(sn, "step_mode", "s"), synapse, sn, config, wta, name)
+    return STDPLearner(step_mode or getattr(sn, "step_mode", "s"), synapse, sn, config, wta, name, reduction, backend)
