@@ -47,12 +47,11 @@ def _torch(spikes: Tensor, values: Optional[Tensor], cumulative: bool) -> Tuple[
 
 def _native(spikes: Tensor, values: Optional[Tensor], cumulative: bool) -> Tuple[Tensor, Optional[Tensor]]:
     library = native_library()
-    steps = spikes.shape[0]
-    flat = spikes.detach().reshape(steps, -1)
+    steps, m = spikes.shape[0], spikes.shape[1:].numel()
+    flat = spikes.detach().reshape(steps, m)
     flat = flat.contiguous().view(torch.uint8) if flat.dtype == torch.bool else (flat != 0).view(torch.uint8)
     if values is not None:
-        values = values.detach().to(torch.float32).reshape(steps, -1).contiguous()
-    m = flat.shape[1]
+        values = values.detach().to(torch.float32).reshape(steps, m).contiguous()
     times = torch.empty(m, dtype=torch.float32)
     value = torch.empty(m, dtype=torch.float32) if values is not None else None
 
