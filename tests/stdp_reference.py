@@ -1,7 +1,5 @@
 """The torch core's batch STDP update as the expected result of a learner's update."""
 
-import torch
-
 from stdp_plugins.learning import STDPConfig, batch_stdp_update, sequential_stdp_update_
 
 
