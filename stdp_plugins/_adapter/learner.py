@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any, List, Optional, Tuple
 
@@ -25,7 +26,7 @@ def _concat(records: List[Tensor]) -> Tensor:
     return records[0] if len(records) == 1 else torch.cat(records)
 
 
-class FirstSpikeLearner:
+class FirstSpikeLearner(ABC):
     """First-spike STDP for one synapse and the neuron after it (the shared adapter).
 
     Hooks record the synapse's input and the neuron's output. One call of :meth:`step`
@@ -131,9 +132,9 @@ class FirstSpikeLearner:
         self.core.config = replace(self.core.config, lr_plus=lr_plus, lr_minus=lr_minus)
 
     # --- framework hooks -------------------------------------------------------------
+    @abstractmethod
     def _read_post(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> Tuple[Tensor, Optional[Tensor]]:
         """``(spikes, potential)`` of one neuron forward; ``potential`` may be ``None``."""
-        raise NotImplementedError
 
     def _is_fresh(self) -> bool:
         """Whether the neuron was reset since its last forward (a new window starts)."""
