@@ -18,14 +18,8 @@ from torch import Tensor
 from ..learning._checks import check_learning_rate
 from ..learning._indexing import nonzero_indices
 from ..learning.convergence import channel_convergence
-from ..learning.stdp import (
-    STDPConfig,
-    STDPVariant,
-    _check_batch_inputs,
-    batch_stdp_update,
-    check_batch_shapes,
-    sequential_stdp_update_,
-)
+from ..learning.batch_stdp import _check_batch_inputs, batch_stdp_update, check_batch_shapes, sequential_stdp_update_
+from ..learning.stdp import STDPConfig, STDPVariant
 from ._cupy import launch_fused_update
 from .dispatch import resolve_backend
 from ._native import native_library

@@ -5,27 +5,13 @@ Nothing here imports SpikingJelly or snnTorch; the adapters build on these piece
 
 from .fire_once_if import fire_once, first_spike_only
 from .convergence import ConvergenceTracker, channel_convergence, compute_convergence_metric, has_converged
-from .stdp import (
-    STDPConfig,
-    STDPLearner,
-    STDPVariant,
-    batch_stdp_update,
-    compute_stdp_update,
-    potentiation_fraction,
-    sequential_stdp_update_,
-    stdp_weight_factor,
-)
+from .batch_stdp import batch_stdp_update, potentiation_fraction, sequential_stdp_update_
+from .learner import STDPLearner
+from .stdp import STDPConfig, STDPVariant, compute_stdp_update, stdp_weight_factor
 from .threshold import AdaptiveThreshold
 from .timing import conv_output_size, extract_receptive_field_times, gather_receptive_field_times, get_first_spike_times
-from .wta import (
-    WTAConfig,
-    WTAInhibition,
-    WTAMode,
-    apply_lateral_inhibition,
-    find_wta_winner,
-    select_winners,
-    select_winners_among,
-)
+from .inhibition import WTAInhibition, apply_lateral_inhibition, find_wta_winner
+from .wta import WTAConfig, WTAMode, select_winners, select_winners_among
 
 __all__ = [
     "AdaptiveThreshold",
