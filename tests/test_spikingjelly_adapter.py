@@ -376,9 +376,9 @@ def test_convergence_falls_over_a_few_hundred_digits(one_thread):
 
 def test_example_runs_on_a_small_slice():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "spikingjelly_stdp.py"), "--images", "20"],
+        [sys.executable, str(ROOT / "examples" / "spikingjelly_stdp.py"), "--images", "40"],
         capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
-    assert [int(r[0]) for r in rows] == [0, 5, 10, 15, 20]
-    assert float(rows[-1][1]) < float(rows[0][1])
+    assert [int(r[0]) for r in rows] == list(range(0, 45, 5))
+    assert float(rows[-1][1]) < float(rows[0][1])  # risen as the weights leave 0.8, then fallen below

@@ -38,20 +38,43 @@ def _check_readme(ns: dict) -> None:
 def _check_quickstart(ns: dict) -> None:
     assert ns["learner"].update_count == 5
     assert int(ns["winners"].sum(dim=(1, 2, 3)).max()) <= 5       # k_winners = 5 per image
+    assert int(ns["in_spikes"].sum(dim=0).max()) == 1              # input events: once at most
+    assert int(ns["out_spikes"].sum(dim=0).max()) == 1             # fire-once neurons
 
 
 def _check_spikingjelly(ns: dict) -> None:
+    from stdp_plugins import get_first_spike_times
+    from stdp_plugins.spikingjelly import FireOnceIFNode, FirstSpikeMaxPool2d
+
     net = ns["net"]
+    assert isinstance(net[1], FireOnceIFNode) and isinstance(net[3], FirstSpikeMaxPool2d)
     assert not net[0]._forward_hooks and not net[2]._forward_hooks  # close() removed the hooks
+    events = ns["events"]                                            # each input fires once, at its time
+    assert int(events.sum(dim=0).max()) == 1
+    assert torch.equal(get_first_spike_times(events), ns["encoder"].spike_times(ns["images"][:4]))
     assert ns["group"]["0"].update_count == 2                        # 20 images, batches of 10
+    assert ns["group"]["0"].reduction == "sequential"
+    assert ns["learner"].reduction == "mean" and ns["learner"].update_count == 1
+    assert tuple(ns["out"].shape) == (15, 10, 32, 14, 14)
+    assert int(ns["out"].sum(dim=0).max()) == 1                      # pooled units fire once
+    assert int(ns["spikes"].sum(dim=0).max()) == 1                   # neurons fire once
     weight = net[0].weight.detach()
     assert 0.0 <= float(weight.min()) and float(weight.max()) <= 1.0
     assert tuple(ns["features"].shape) == (16, 512)
 
 
 def _check_snntorch(ns: dict) -> None:
+    from stdp_plugins.snntorch import FireOnceIF
+
+    assert isinstance(ns["net"].lif1, FireOnceIF) and isinstance(ns["conv_net"].lif1, FireOnceIF)
     assert ns["learner"].closed and ns["conv_learner"].closed
+    assert ns["learner"].reduction == "sequential"
+    assert int(ns["x"].sum(dim=0).max()) == 1                        # input events: once at most
+    assert int(ns["spk1_rec"].sum(dim=0).max()) == 1                 # neurons fire once
     assert int(ns["conv_learner"].winner_mask.sum(dim=(1, 2, 3)).max()) <= 5
+    assert int(ns["events"].sum(dim=0).max()) == 1
+    assert tuple(ns["out"].shape) == (15, 8, 16, 12, 12)
+    assert int(ns["out"].sum(dim=0).max()) == 1                      # pooled units fire once
     assert ns["threshold"].mean_threshold != 20.0                    # homeostasis moved it
 
 
