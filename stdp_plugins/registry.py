@@ -1,7 +1,7 @@
 """Named learning rules and layers, and :func:`attach` to add learning to a model.
 
-A *rule* is a factory ``rule(synapse, sn, *, step_mode, config, wta, name, **kwargs)``
-returning a learner with the SpikingJelly/snnTorch learner protocol (``step``, ``reset``,
+A *rule* is a factory ``rule(synapse, sn, *, step_mode, config, wta, name, reduction,
+backend, **kwargs)`` returning a learner with the SpikingJelly/snnTorch learner protocol (``step``, ``reset``,
 ``enable``, ``disable``, ``close``; see :class:`stdp_plugins.spikingjelly.STDPLearner`).
 A *layer* is any factory of an ``nn.Module``. Third-party packages register theirs with
 entry points, loaded the first time the name is asked for::
@@ -97,8 +97,8 @@ def register_rule(name: str, factory: Callable[..., Any], *, overwrite: bool = F
     name : str
         Rule name used by :func:`get_rule` and ``attach(model, rule=name)``.
     factory : callable
-        ``factory(synapse, sn, *, step_mode, config, wta, name, **kwargs)`` returning a
-        learner.
+        ``factory(synapse, sn, *, step_mode, config, wta, name, reduction, backend,
+        **kwargs)`` returning a learner (:func:`attach` passes every one of these).
     overwrite : bool
         Replace an existing rule of that name instead of raising ``ValueError``.
     """

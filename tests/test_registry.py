@@ -213,6 +213,27 @@ def test_attach_spikingjelly_group_learns_and_closes_cleanly():
     assert _hooks(model) == before
 
 
+def test_attach_takes_per_layer_configs_reduction_and_backend():
+    model = SJNet()
+    functional.set_step_mode(model, "m")
+    fast = STDPConfig(lr_plus=0.2, lr_minus=0.1)
+    wta_fc = WTAConfig(mode=WTAMode.LOCAL, local_radius=0, k_winners=2)
+    group = attach(model, config={"fc": fast}, wta={"fc": wta_fc}, reduction="mean", backend="torch")
+    assert group["fc"].config is fast and group["features.0"].config == STDPConfig()
+    assert group["fc"].wta is wta_fc and group["features.0"].wta is model.features[3].config
+    assert all(learner.reduction == "mean" and learner.backend == "torch" for learner in group)
+    group["fc"].set_learning_rates(0.3, 0.2)
+    assert (group["fc"].config.lr_plus, group["fc"].config.lr_minus) == (0.3, 0.2)
+    with pytest.raises(ValueError, match="lr_minus"):
+        group["fc"].set_learning_rates(0.3, -1.0)
+    group.close()
+    with pytest.raises(ValueError, match=r"config names no paired synapse: \['conv9'\]"):
+        attach(model, config={"conv9": fast})
+    with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sequential', got 'sum'"):
+        attach(model, reduction="sum")
+    assert _hooks(model) == _hooks(SJNet())
+
+
 def test_attach_snntorch_group_and_rule_kwargs(clean_registry):
     calls = []
 

@@ -316,6 +316,11 @@ class FirstSpikeLearner(ABC):
         """Apply the recorded window's update to the weights in place (they stay within the
         bounds) and record the convergence metric; the records are forgotten.
 
+        The update runs on the weights themselves, so they are exactly what
+        :func:`~stdp_plugins.fused_winner_update` makes of them. A learner class that
+        overrides :meth:`step` (a custom rule that changes the delta) gets the delta of
+        its ``step(on_grad=False, scale)`` added and clamped instead.
+
         Parameters
         ----------
         scale : float
@@ -328,6 +333,13 @@ class FirstSpikeLearner(ABC):
         """
         scale = self._checked_scale(scale)
         weight = self.synapse.weight.detach()
+        if type(self).step is not FirstSpikeLearner.step:
+            delta = self.step(on_grad=False, scale=scale)
+            if delta is None:
+                return None
+            weight.add_(delta).clamp_(self.config.weight_min, self.config.weight_max)
+            self.core.record_update(weight)
+            return delta
         before = weight.clone()
         if not self._update_(self.geometry.conv_weight(weight), scale):
             return None
