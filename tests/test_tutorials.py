@@ -33,6 +33,9 @@ SMALL: dict[str, dict[str, str]] = {
 def _check_readme(ns: dict) -> None:
     assert ns["learner"].update_count == 1
     assert 0.0 <= float(ns["weights"].min()) and float(ns["weights"].max()) <= 1.0
+    learner = ns["group"]["0"]                                       # "Your own model"
+    assert learner.update_count == 1 and learner.reduction == "sequential"
+    assert 0.0 < ns["group"].convergence()["0"] < 0.25
 
 
 def _check_quickstart(ns: dict) -> None:
