@@ -30,7 +30,7 @@ from stdp_plugins.backends import (
     kernel_threads,
     native_available,
 )
-from stdp_plugins.backends.conv import _fires_float32_checked
+from stdp_plugins.backends.fires import _fires_float32_checked
 from stdp_plugins.models import max_pool_binary, min_pool_times, pad_times
 from wta_reference import sequential_winners
 

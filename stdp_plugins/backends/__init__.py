@@ -18,20 +18,19 @@ in ``csrc/``, compiled once and cached) and a CuPy one (``cuda/``) where written
 and is tested against the torch reference.
 """
 
+from ._cupy import cupy_available, kernel_source
+from ._native import codes_to_times, native_available, native_status, times_to_codes
+from ._threads import kernel_threads
 from .conv import (
     dense_first_spike_conv,
-    fires_at_all,
-    fires_given_inputs,
     first_spike_conv,
     first_spike_conv_pointwise,
     first_spike_conv_winners,
     first_spike_training_step_,
 )
-from ._cupy import cupy_available, kernel_source
 from .dispatch import BACKENDS, IMPLEMENTATIONS, available_backends, resolve_backend
-from ._native import codes_to_times, native_available, native_status, times_to_codes
+from .fires import fires_at_all, fires_given_inputs
 from .stdp import REDUCTIONS, fused_winner_update
-from ._threads import kernel_threads
 from .timing import first_spike_times
 from .winners import select_winners
 
