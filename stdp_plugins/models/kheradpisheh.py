@@ -154,6 +154,22 @@ class KheradpishehConfig:
         self.lr_minus_ratio = check_float("lr_minus_ratio", self.lr_minus_ratio, minimum=0.0)
         self.stdp = STDPConfig.from_paper(self.paper)
 
+    def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
+        """``(a+, a-)`` of ``layer`` (1 or 2) after ``images_seen`` training images of that layer.
+
+        Layer 1 doubles a+ every ``lr_double_every`` images up to ``lr_plus_max`` with
+        ``a- = lr_minus_ratio * a+``; layer 2 keeps its initial rates.
+        """
+        if layer not in (1, 2):
+            raise ValueError(f"layer must be 1 or 2, got {layer!r}")
+        spec = self.layer1 if layer == 1 else self.layer2
+        images_seen = check_int("images_seen", images_seen, minimum=0)
+        doublings = images_seen // self.lr_double_every
+        if layer == 2 or doublings == 0:
+            return spec.lr_plus, spec.lr_minus
+        lr_plus = min(spec.lr_plus * 2.0 ** min(doublings, 64), self.lr_plus_max)
+        return lr_plus, self.lr_minus_ratio * lr_plus
+
     def to_dict(self) -> Dict:
         """Plain-dict form (for checkpoints and ``metrics.json``)."""
         out = {k: v for k, v in asdict(self).items() if k != "stdp"}
@@ -320,21 +336,10 @@ class KheradpishehNet(nn.Module):
         )
 
     def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
-        """``(a+, a-)`` of ``layer`` after ``images_seen`` training images of that layer.
-
-        Layer 1 doubles a+ every ``lr_double_every`` images up to ``lr_plus_max`` with
-        ``a- = lr_minus_ratio * a+``; layer 2 keeps its initial rates.
-        """
-        spec = self.spec(layer)
-        images_seen = check_int("images_seen", images_seen, minimum=0)
-        if layer == 2:
-            return spec.lr_plus, spec.lr_minus
-        cfg = self.config
-        doublings = images_seen // cfg.lr_double_every
-        if doublings == 0:
-            return spec.lr_plus, spec.lr_minus
-        lr_plus = min(spec.lr_plus * 2.0 ** min(doublings, 64), cfg.lr_plus_max)
-        return lr_plus, cfg.lr_minus_ratio * lr_plus
+        """``(a+, a-)`` of ``layer`` after ``images_seen`` training images of that layer:
+        :meth:`KheradpishehConfig.learning_rates`."""
+        self.spec(layer)
+        return self.config.learning_rates(layer, images_seen)
 
     def learn(
         self,
