@@ -167,3 +167,27 @@ def test_no_native_variable_chooses_torch_silently():
     lines = out.stdout.splitlines()
     assert lines[0] == "0 False | disabled by STDP_PLUGINS_NO_NATIVE"
     assert "STDP_PLUGINS_NO_NATIVE" in lines[1]
+
+
+@needs_native
+@pytest.mark.parametrize("with_state", [False, True])
+def test_fire_once_and_first_spike_only_native_equal_torch_on_digits(layer1, with_state):
+    """The paper's neuron over layer 1's real input currents (the drive of 16 digits), and
+    first-spike pooling of its spikes: native equals torch bit for bit, state included."""
+    from stdp_plugins.backends import fire_once, first_spike_only
+
+    _, _, drive, _, _ = layer1
+    g = torch.Generator().manual_seed(1)
+    v = torch.rand(drive.shape[1:], generator=g) * 5 if with_state else None
+    fired = torch.rand(drive.shape[1:], generator=g) < 0.2 if with_state else None
+    expected = fire_once(drive, 10.0, v, fired, return_v_seq=True, backend="torch")
+    got = fire_once(drive, 10.0, v, fired, return_v_seq=True, backend="native")
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert 0 < float(expected[0].sum()) and int(expected[0].sum(dim=0).max()) == 1
+    assert torch.equal(fire_once(drive, torch.tensor(10.0), v, fired, backend="native")[0], expected[0])
+    pooled = torch.nn.functional.max_pool2d(expected[0].flatten(0, 1), 2, 2, 1).unflatten(0, drive.shape[:2])
+    first = first_spike_only(pooled, backend="torch")
+    assert all(torch.equal(a, b) for a, b in zip(first_spike_only(pooled, backend="native"), first))
+    assert int(first[0].sum(dim=0).max()) == 1 and float(first[0].sum()) < float(pooled.sum())
+    with pytest.raises(ValueError, match=r"backend='native' cannot run fire_once here: it needs float32"):
+        fire_once(drive.double(), 10.0, backend="native")

@@ -8,6 +8,8 @@ The SpikingJelly and snnTorch learners and the reference network call only these
   ``k_winners``, optional pointwise inhibition first);
 - :func:`fused_winner_update`: the batch STDP update, ``reduction="mean"`` or
   ``"sequential"``, in place;
+- :func:`fire_once` / :func:`first_spike_only`: the paper's neuron over a window and
+  first-spike pooling (the SpikingJelly and snnTorch layers run these);
 - :func:`first_spike_conv` and its relatives: a whole layer of fire-once IF neurons on
   first-spike times (the reference network's layers).
 
@@ -30,6 +32,7 @@ from .conv import (
 )
 from .dispatch import BACKENDS, IMPLEMENTATIONS, available_backends, resolve_backend
 from .fires import fires_at_all, fires_given_inputs
+from .neuron import fire_once, first_spike_only
 from .stdp import REDUCTIONS, fused_winner_update
 from .timing import first_spike_times
 from .winners import select_winners
@@ -42,11 +45,13 @@ __all__ = [
     "codes_to_times",
     "cupy_available",
     "dense_first_spike_conv",
+    "fire_once",
     "fires_at_all",
     "fires_given_inputs",
     "first_spike_conv",
     "first_spike_conv_pointwise",
     "first_spike_conv_winners",
+    "first_spike_only",
     "first_spike_times",
     "first_spike_training_step_",
     "fused_winner_update",

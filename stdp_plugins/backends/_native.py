@@ -55,6 +55,8 @@ _SIGNATURES = {
     "first_spike": (None, [_L, _L, _L, _P, _P, _I, _P, _P]),
     "select_winners": (_I, [_I, _I, _I, _I, _P, _P, _I, _I, _I, _I, _P]),
     "stdp_groups": (None, [_I, *[_P] * 6, *[_I] * 6, _P, _F, _F, _I, _F, _F, _I, _P]),
+    "fire_once": (None, [_L, _L, _L, _P, _F, _P, _P, _P, _P]),
+    "first_spike_only": (None, [_L, _L, _L, _P, _P, _P]),
 }
 
 _lock = threading.Lock()

@@ -27,6 +27,8 @@ IMPLEMENTATIONS: Dict[str, Tuple[str, ...]] = {
     "select_winners": ("torch", "native"),
     "stdp_update": ("torch", "native", "cupy"),
     "first_spike_conv": ("torch", "native"),
+    "fire_once": ("torch", "native"),
+    "first_spike_only": ("torch", "native"),
 }
 """The implementations of each dispatched operation."""
 

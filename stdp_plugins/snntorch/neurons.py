@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from ..learning._checks import check_float, check_tensor
-from ..learning.fire_once_if import PoolSize, check_pool_args, fire_once, first_spike_only, live_state, max_pool_spikes
+from ..backends import fire_once, first_spike_only
+from ..learning.fire_once_if import PoolSize, check_pool_args, live_state, max_pool_spikes
 
 __all__ = ["FireOnceIF", "FirstSpikeMaxPool2d"]
 
@@ -19,7 +20,7 @@ class FireOnceIF(snn.Leaky):
 
     Per step: ``mem += input_``, ``spk = (mem >= threshold) & ~fired``, ``fired |= spk``;
     no leak and no reset, the membrane keeps integrating after the spike (see
-    :func:`~stdp_plugins.learning.fire_once`). Not differentiable (for STDP).
+    :func:`~stdp_plugins.fire_once`, run through :func:`stdp_plugins.backends.fire_once`). Not differentiable (for STDP).
 
     It is an ``snn.Leaky`` with ``beta=1`` and ``reset_mechanism="none"`` plus the fired
     state, so it is called like one and ``snntorch.utils.reset(net)`` resets it:

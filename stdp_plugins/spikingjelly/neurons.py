@@ -9,7 +9,8 @@ from spikingjelly.activation_based import base
 from torch import Tensor
 
 from ..learning._checks import check_float
-from ..learning.fire_once_if import PoolSize, check_pool_args, fire_once, first_spike_only, live_state, max_pool_spikes
+from ..backends import fire_once, first_spike_only
+from ..learning.fire_once_if import PoolSize, check_pool_args, live_state, max_pool_spikes
 
 __all__ = ["FireOnceIFNode", "FirstSpikeMaxPool2d"]
 
@@ -21,7 +22,7 @@ class FireOnceIFNode(base.MemoryModule):
 
     Per step: ``v += x``, ``spike = (v >= v_threshold) & ~fired``, ``fired |= spike``;
     no leak and no reset, the membrane keeps integrating after the spike (see
-    :func:`~stdp_plugins.learning.fire_once`). A window runs from the last
+    :func:`~stdp_plugins.fire_once`, run through :func:`stdp_plugins.backends.fire_once`). A window runs from the last
     ``reset()`` (``functional.reset_net``) or from a change of the input shape; a
     multi-step forward ``[T, N, ...]`` continues it and gives bit for bit what ``T``
     single-step forwards give. Not differentiable (for STDP).
@@ -104,7 +105,7 @@ class FirstSpikeMaxPool2d(base.MemoryModule):
     Max-pooling fire-once events can emit a pooled unit at several steps; in the paper
     (cumulative spike waves) it fires once, at its earliest input. This layer pools with
     ``F.max_pool2d`` (zero padding never fires) and keeps each pooled unit's first spike
-    (:func:`~stdp_plugins.learning.first_spike_only`). The window runs from the
+    (:func:`~stdp_plugins.first_spike_only`, through :func:`stdp_plugins.backends.first_spike_only`). The window runs from the
     last ``reset()`` (``functional.reset_net``) or a change of the input shape.
 
     Parameters

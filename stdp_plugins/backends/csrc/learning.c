@@ -250,3 +250,42 @@ void stdp_groups(int n_win, const int64_t *sample, const int64_t *channel, const
         g = e;
     }
 }
+
+/* The paper's fire-once, non-leaky IF neurons over a window (docs/spec.md, 'The paper's
+   neuron'): for each of m neurons, step after step, v += currents[t], a spike when
+   v >= threshold and the neuron has not fired, then fired |= spike. currents, spikes and
+   v_seq (or NULL) are laid out [t_steps][stride], neuron i < m at offset i; v and fired
+   [m] hold the state and are updated. Float32 additions in step order, like torch's. */
+void fire_once(long t_steps, long m, long stride, const float *currents, float threshold, float *v,
+               uint8_t *fired, float *spikes, float *v_seq)
+{
+    for (long t = 0; t < t_steps; ++t) {
+        const float *restrict row = currents + t * stride;
+        float *restrict out = spikes + t * stride;
+        float *restrict vs = v_seq ? v_seq + t * stride : 0;
+        for (long i = 0; i < m; ++i) {
+            const float vi = v[i] + row[i];
+            const uint8_t spike = vi >= threshold && !fired[i];
+            v[i] = vi;
+            out[i] = spike ? 1.0f : 0.0f;
+            fired[i] |= spike;
+        }
+        if (vs) memcpy(vs, v, sizeof(float) * m);
+    }
+}
+
+/* Each unit's first spike of a window: spikes laid out [t_steps][stride] (non-zero = a
+   spike), out likewise (1.0 at the first spike of a unit that had not fired, else 0.0);
+   fired [m] is the state and is updated. */
+void first_spike_only(long t_steps, long m, long stride, const float *spikes, uint8_t *fired, float *out)
+{
+    for (long t = 0; t < t_steps; ++t) {
+        const float *restrict row = spikes + t * stride;
+        float *restrict o = out + t * stride;
+        for (long i = 0; i < m; ++i) {
+            const uint8_t spike = row[i] != 0.0f && !fired[i];
+            o[i] = spike ? 1.0f : 0.0f;
+            fired[i] |= row[i] != 0.0f;
+        }
+    }
+}
