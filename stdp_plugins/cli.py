@@ -11,6 +11,12 @@ labels, reads it out with a linear SVM and writes into ``--out``:
 
 Without ``--data`` the embedded MNIST subset is used: the first 6,000 digits train, the
 last 2,000 test.
+
+Started by ``torchrun`` (``WORLD_SIZE`` > 1), ``train`` runs data-parallel
+(:mod:`stdp_plugins.distributed`) with the weights of one process: every rank trains on
+its shard of each batch and computes its share of the read-out features; rank 0 fits the
+read-out and alone writes files. A lost rank ends the others with exit status 3 after at
+most ``--dist-timeout`` seconds; the last checkpoint is kept for ``--resume``.
 """
 
 from __future__ import annotations
@@ -22,16 +28,25 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from .datasets import DatasetError, embedded_split, load_dataset
+from . import distributed
+from .datasets import DatasetError, embedded_split, load_dataset, shift_images
 from .figures import plot_convergence, plot_layer1_kernels
 from .backends import REDUCTIONS
 from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
-from .readout import LinearReadout, fit_readout, predict_shifted, shifted_training_set, silent_fraction
+from .readout import (
+    Featurizer,
+    LinearReadout,
+    fit_readout,
+    predict_shifted,
+    shift_offsets,
+    shifted_training_set,
+    silent_fraction,
+)
 from .training import (
     CheckpointError,
     LayerwiseTrainer,
@@ -47,6 +62,7 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 EXIT_INTERRUPTED = 130
+EXIT_LOST_RANK = 3
 
 
 def _non_negative_int(text: str) -> int:
@@ -72,9 +88,11 @@ def spike_features(model: KheradpishehNet) -> Callable[[Tensor], Tensor]:
     return lambda images: model.features(model.encode(images.to(device))).cpu()
 
 
-def extract_features(model: KheradpishehNet, images: Tensor, batch_size: int = 512) -> Tuple[Tensor, float]:
-    """Features (bool ``[N, 150, 9, 9]``, CPU) of uint8 images and the images/s it took."""
-    featurize = spike_features(model)
+def extract_features(model: KheradpishehNet, images: Tensor, batch_size: int = 512,
+                     featurize: Optional[Featurizer] = None) -> Tuple[Tensor, float]:
+    """Features (bool ``[N, 150, 9, 9]``, CPU) of uint8 images and the images/s it took
+    (``featurize``: another featurizer of ``model``, default :func:`spike_features`)."""
+    featurize = featurize or spike_features(model)
     start = time.perf_counter()
     parts = [featurize(chunk) for chunk in images.split(batch_size)]
     seconds = time.perf_counter() - start
@@ -148,8 +166,28 @@ def _train(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
+    group = distributed.init_from_env(args.dist_timeout, device, args.dist_backend)
+    try:
+        return _train_in(args, device, group, started)
+    finally:
+        distributed.shutdown()
+
+
+def _shared_featurizer(model: KheradpishehNet, images: List[Tensor], shift: int,
+                       group: Any) -> Tuple[Optional[Featurizer], float]:
+    """Features of ``images`` and their shifted copies computed by every rank and held on
+    rank 0 (:func:`~stdp_plugins.distributed.gathered_featurizer`), and the images/s."""
+    start = time.perf_counter()
+    sets = [x if (dy, dx) == (0, 0) else shift_images(x, dy, dx) for x in images for dy, dx in shift_offsets(shift)]
+    featurize = distributed.gathered_featurizer(spike_features(model), sets, group)
+    return featurize, sum(x.shape[0] for x in sets) / max(time.perf_counter() - start, 1e-9)
+
+
+def _train_in(args: argparse.Namespace, device: torch.device, group: Optional[Any], started: float) -> int:
+    rank = distributed.get_rank(group)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
     (train_x, train_y), test, source = _datasets(args)
     epochs = tuple(args.epochs) if len(args.epochs) == 2 else (args.epochs[0], args.epochs[0])
     config = TrainConfig(
@@ -158,32 +196,40 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
     )
     model = KheradpishehNet(seed=args.seed).to(device)
-    trainer = LayerwiseTrainer(model, train_x, config, out / CHECKPOINT_FILE)
+    trainer = LayerwiseTrainer(model, train_x, config, out / CHECKPOINT_FILE, group)
     if args.resume:
         trainer.resume()
-        print(f"resumed from {out / CHECKPOINT_FILE} (layer {min(trainer.state.phase, 2)}, "
-              f"{sum(trainer.state.images_seen)} images trained)")
+        if rank == 0:
+            print(f"resumed from {out / CHECKPOINT_FILE} (layer {min(trainer.state.phase, 2)}, "
+                  f"{sum(trainer.state.images_seen)} images trained)")
     encode_start = time.perf_counter()
     trainer.layer_inputs(1)
     encode_rate = train_x.shape[0] / max(time.perf_counter() - encode_start, 1e-9)
     try:
         trainer.train()
     except TrainingInterrupted as stop:
-        print(f"\ninterrupted: checkpoint saved to {stop.checkpoint}; continue with --resume", file=sys.stderr)
+        if rank == 0:
+            print(f"\ninterrupted: checkpoint saved to {stop.checkpoint}; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    featurize = spike_features(model)
+    featurize, shared_rate = spike_features(model), None
+    if group is not None:
+        shared, shared_rate = _shared_featurizer(model, [train_x] + ([test[0]] if test is not None else []),
+                                                 args.readout_shift, group)
+        if shared is None:  # rank 0 fits and evaluates the read-out
+            return 0
+        featurize = shared
     readout_start = time.perf_counter()
     rows, labels = shifted_training_set(featurize, train_x, train_y, args.readout_shift, args.readout_copies)
     readout = fit_readout(rows, labels, c=args.svm_c, seed=args.seed, max_iter=args.svm_max_iter)
     readout_seconds = time.perf_counter() - readout_start
     del rows, labels
-    train_features, feature_rate = extract_features(model, train_x)
+    train_features, feature_rate = extract_features(model, train_x, featurize=featurize)
     silent = {"train": silent_fraction(train_features)}
-    accuracy = {"train": _accuracy(readout, model, train_x, train_y, args.readout_shift, train_features)}
+    accuracy = {"train": _accuracy(readout, featurize, train_x, train_y, args.readout_shift, train_features)}
     if test is not None:
-        test_features, _ = extract_features(model, test[0])
+        test_features, _ = extract_features(model, test[0], featurize=featurize)
         silent["test"] = silent_fraction(test_features)
-        accuracy["test"] = _accuracy(readout, model, test[0], test[1], args.readout_shift, test_features)
+        accuracy["test"] = _accuracy(readout, featurize, test[0], test[1], args.readout_shift, test_features)
     save_model(out / MODEL_FILE, model, readout, args.seed, args.readout_shift)
     rates = trainer.images_per_second()
     metrics = {
@@ -194,7 +240,7 @@ def _train(args: argparse.Namespace) -> int:
             "encoding": encode_rate,
             "layer1_training": rates["layer1"],
             "layer2_training": rates["layer2"],
-            "feature_extraction": feature_rate,
+            "feature_extraction": feature_rate if shared_rate is None else shared_rate,
         },
         "readout_fit_seconds": readout_seconds,
         "peak_rss_mib": _peak_rss_mib(),
@@ -203,6 +249,7 @@ def _train(args: argparse.Namespace) -> int:
                  "test": args.test_data or (None if args.data else "embedded"),
                  "n_test": int(test[0].shape[0]) if test is not None else 0},
         "device": str(device),
+        "processes": distributed.get_world_size(group),
         "threads": torch.get_num_threads(),
         "model_config": model.config.to_dict(),
         "train_config": asdict(config),
@@ -219,13 +266,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _accuracy(readout: LinearReadout, model: KheradpishehNet, images: Tensor, labels: Tensor, shift: int,
+def _accuracy(readout: LinearReadout, featurize: Featurizer, images: Tensor, labels: Tensor, shift: int,
               features: Tensor) -> float:
     """Fraction of ``labels`` that :func:`~stdp_plugins.readout.predict_shifted` gets right,
     given the images' own ``features``."""
     if labels.numel() == 0:
         raise ValueError("labels must not be empty")
-    predicted = predict_shifted(readout, spike_features(model), images, shift, features=features)
+    predicted = predict_shifted(readout, featurize, images, shift, features=features)
     return float((predicted == labels.to(torch.int64)).to(torch.float64).mean())
 
 
@@ -258,7 +305,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, readout, shift = load_model(Path(args.model), device)
     images, labels = load_dataset(args.data)
     features, rate = extract_features(model, images)
-    accuracy = _accuracy(readout, model, images, labels, shift, features)
+    accuracy = _accuracy(readout, spike_features(model), images, labels, shift, features)
     result = {
         "data": str(args.data),
         "n_images": int(images.shape[0]),
@@ -323,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     train.add_argument("--threads", type=int, help="CPU threads for torch and the event kernel (default: torch's)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="with several processes (torchrun): seconds a rank waits for the others before it "
+                            "stops with an error naming the lost rank (default: %(default)s)")
+    train.add_argument("--dist-backend", choices=("gloo", "nccl"),
+                       help="with several processes: the torch.distributed backend (default: nccl for cuda, "
+                            "gloo for cpu)")
     train.set_defaults(handler=_train)
 
     evaluate = sub.add_parser("evaluate", help="accuracy of a trained model on a data file")
@@ -349,6 +402,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--epochs takes one or two non-negative integers, got {args.epochs}")
         if args.checkpoint_every < 0:
             parser.error(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+        if not args.dist_timeout > 0:
+            parser.error(f"--dist-timeout must be > 0, got {args.dist_timeout}")
         for name in ("limit", "test_limit", "svm_max_iter", "threads"):
             value = getattr(args, name)
             if value is not None and value < 1:
@@ -358,6 +413,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (DatasetError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except distributed.DistributedError as exc:
+        checkpoint = Path(args.out) / CHECKPOINT_FILE
+        kept = f"; the last checkpoint {checkpoint} is intact: continue with --resume" if checkpoint.exists() else ""
+        print(f"error: {exc}{kept}", file=sys.stderr)
+        return EXIT_LOST_RANK
     except KeyboardInterrupt:  # outside the training loop: nothing to save
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -176,9 +176,11 @@ def _stdp_rule(
     name: str = "",
     reduction: str = "sequential",
     backend: str = "auto",
+    process_group: Optional[Any] = None,
 ) -> Any:
     """Built-in rule ``"stdp"``: the first-spike STDP learner of ``sn``'s framework
-    (``reduction`` and ``backend`` as for :class:`stdp_plugins.spikingjelly.STDPLearner`)."""
+    (``reduction``, ``backend`` and ``process_group`` as for
+    :class:`stdp_plugins.spikingjelly.STDPLearner`)."""
     adapter = _adapter_of(sn, _installed_adapters())
     if adapter is None:
         raise TypeError(
@@ -186,7 +188,7 @@ def _stdp_rule(
             f"got {type(sn).__name__}"
         )
     return adapter.make_learner(synapse, sn, step_mode=step_mode, config=config, wta=wta, name=name,
-                                reduction=reduction, backend=backend)
+                                reduction=reduction, backend=backend, process_group=process_group)
 
 
 register_rule("stdp", _stdp_rule)
@@ -284,6 +286,7 @@ def attach(
     initialize_weights: bool = False,
     reduction: str = "sequential",
     backend: str = "auto",
+    process_group: Optional[Any] = None,
     **kwargs: Any,
 ) -> LearnerGroup:
     """Give every synapse/neuron pair of ``model`` a learner, by composition.
@@ -316,6 +319,11 @@ def attach(
     backend : str
         Implementation of the learning operations (``"auto"``: native on the CPU, CuPy on
         CUDA where written; see :func:`stdp_plugins.backends.resolve_backend`).
+    process_group : ProcessGroup, optional
+        Learn data-parallel over these ranks (a ``torch.distributed`` group, every rank
+        running its shard of each batch through the same model): every learner's update
+        is then exactly the one-process update of all ranks' shards in rank order, the
+        same on every rank. Passed to the rule factory only when given.
     **kwargs
         Passed on to the rule factory.
 
@@ -349,7 +357,8 @@ def attach(
             group.learners[synapse_name] = factory(
                 synapse, post, step_mode=step_mode, config=_for_layer(config, synapse_name, names, "config"),
                 wta=layer_wta if isinstance(layer_wta, WTAConfig) else None, name=synapse_name,
-                reduction=reduction, backend=backend, **kwargs,
+                reduction=reduction, backend=backend,
+                **({"process_group": process_group} if process_group is not None else {}), **kwargs,
             )
     except Exception:
         group.close()  # leave the model as it was

@@ -15,12 +15,18 @@ other-version file raises :class:`CheckpointError` and nothing is loaded. They h
 weights, the position in the data order (phase, epoch, index), images seen per layer (the
 learning-rate schedule position), the convergence history, the RNG state and the
 configuration; resuming continues bit for bit like an uninterrupted run (on the CPU).
+
+Given a ``process_group`` (:mod:`stdp_plugins.distributed`), the trainer runs
+data-parallel: every rank computes its share of the layer inputs and of every batch, the
+learning step is exactly the one-process step of the whole batch, and rank 0 alone writes
+checkpoints; the weights, and so the checkpoints, do not depend on the number of ranks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 import os
 import signal
@@ -31,11 +37,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from . import distributed
 from .backends import REDUCTIONS
 from .learning._checks import check_int, check_tensor
 from .models.kheradpisheh import KheradpishehNet
@@ -294,6 +301,9 @@ class LayerwiseTrainer:
         Options.
     checkpoint_path : path, optional
         Where checkpoints are written.
+    process_group : ProcessGroup, optional
+        Train data-parallel over these ranks (each started with the same model, images
+        and config; see :mod:`stdp_plugins.distributed`); ``None``: one process.
 
     Attributes
     ----------
@@ -307,6 +317,7 @@ class LayerwiseTrainer:
         images: Tensor,
         config: Optional[TrainConfig] = None,
         checkpoint_path: Optional[Union[str, os.PathLike]] = None,
+        process_group: Optional[Any] = None,
     ) -> None:
         if not isinstance(model, KheradpishehNet):
             raise TypeError(f"model must be a KheradpishehNet, got {type(model).__name__}")
@@ -322,6 +333,8 @@ class LayerwiseTrainer:
         self.rng_state = torch.get_rng_state()
         self._fingerprint = _data_fingerprint(images)
         self._inputs: Dict[int, SpikeCodeFile] = {}
+        self.process_group = process_group
+        self.rank = distributed.get_rank(process_group)
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> Dict[str, Any]:
@@ -388,17 +401,28 @@ class LayerwiseTrainer:
         self.rng_state = rng_state
 
     def save(self) -> Optional[Path]:
-        """Write a checkpoint now (no-op without ``checkpoint_path``)."""
-        if self.checkpoint_path is None:
+        """Write a checkpoint now (no-op without ``checkpoint_path`` and on ranks other than 0)."""
+        if self.checkpoint_path is None or self.rank != 0:
             return None
         return save_checkpoint(self.checkpoint_path, self.state_dict())
 
     def resume(self, path: Optional[Union[str, os.PathLike]] = None) -> None:
-        """Load the checkpoint at ``path`` (default ``checkpoint_path``) into this trainer."""
+        """Load the checkpoint at ``path`` (default ``checkpoint_path``) into this trainer;
+        with a process group, rank 0 reads it and sends it to the others."""
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("path must be given when the trainer has no checkpoint_path")
-        self.load_state_dict(load_checkpoint(path), str(path))
+        if self.process_group is None:
+            payload = load_checkpoint(path)
+        else:
+            try:
+                loaded: Any = load_checkpoint(path) if self.rank == 0 else None
+            except CheckpointError as error:
+                loaded = error
+            payload = distributed.broadcast_object(loaded, self.process_group)
+            if isinstance(payload, CheckpointError):
+                raise CheckpointError(str(payload))
+        self.load_state_dict(payload, str(path))
 
     # ------------------------------------------------------------------- training
     def layer_inputs(self, layer: int) -> "SpikeCodeFile":
@@ -408,20 +432,35 @@ class LayerwiseTrainer:
         output (:meth:`~stdp_plugins.models.kheradpisheh.KheradpishehNet.layer_input`),
         computed from the current layer-1 weights when first asked for. They are written
         in chunks to a temporary file (:class:`SpikeCodeFile`), so memory does not grow
-        with the number of images.
+        with the number of images. With a process group, chunk ``j`` of 512 images is
+        computed by rank ``j mod W`` and every rank gets all of them.
         """
         if layer not in self._inputs:
             steps = self.model.config.time_steps
             device = self.model.conv1.weight.device
-            if layer == 1:
-                chunks = (times_to_codes(self.model.encode(chunk), steps) for chunk in self.images.split(512))
-            else:
-                chunks = (
-                    times_to_codes(self.model.layer_input(2, codes_to_times(chunk).to(device)).cpu(), steps)
-                    for chunk in self.layer_inputs(1).chunks(512)
-                )
-            self._inputs[layer] = SpikeCodeFile(chunks)
+
+            def compute(chunk: Tensor) -> Tensor:
+                if layer == 1:
+                    return times_to_codes(self.model.encode(chunk), steps)
+                return times_to_codes(self.model.layer_input(2, codes_to_times(chunk).to(device)).cpu(), steps)
+
+            sources = self.images.split(512) if layer == 1 else self.layer_inputs(1).chunks(512)
+            self._inputs[layer] = SpikeCodeFile(self._shared(sources, compute))
         return self._inputs[layer]
+
+    def _shared(self, sources: Iterable[Tensor], compute: Callable[[Tensor], Tensor]) -> Iterator[Tensor]:
+        """``compute`` of every chunk of ``sources`` in order; with a process group chunk
+        ``j`` is computed by rank ``j mod W`` and gathered on every rank."""
+        if self.process_group is None:
+            yield from map(compute, sources)
+            return
+        chunks = iter(sources)
+        while True:
+            round_ = list(itertools.islice(chunks, distributed.get_world_size(self.process_group)))
+            if not round_:
+                return
+            mine = compute(round_[self.rank]) if self.rank < len(round_) else torch.zeros(0, 1, 1, 1, dtype=torch.uint8)
+            yield distributed.all_gather_rows(mine, self.process_group, "computing the layer inputs")
 
     def _order(self, layer: int, epoch: int, n: int) -> Tensor:
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + layer * 10_007 + epoch)
@@ -445,6 +484,13 @@ class LayerwiseTrainer:
         TrainingInterrupted
             On Ctrl-C, after saving a checkpoint at the end of the current batch.
         """
+        if self.process_group is not None:
+            settings = {k: v for k, v in asdict(self.config).items() if k != "progress"}
+            weights = [hashlib.sha256(w.detach().cpu().numpy().tobytes()).hexdigest()
+                       for w in (self.model.conv1.weight, self.model.conv2.weight)]
+            distributed.check_same((self._fingerprint, settings, self.model.config.to_dict(), weights, self.state),
+                                   "the training images, TrainConfig, network, weights or progress",
+                                   self.process_group)
         torch.set_rng_state(self.rng_state)
         # many small steps: torch's ops run in this thread, the C kernel gets the threads
         with _sigint_flag() as flag, kernel_threads():
@@ -463,7 +509,7 @@ class LayerwiseTrainer:
         n = len(inputs)
         budget = cfg.epochs[layer - 1]
         bar = None
-        if cfg.progress:
+        if cfg.progress and self.rank == 0:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=budget * n, initial=min(self.state.epoch * n + self.state.position, budget * n),
@@ -476,7 +522,9 @@ class LayerwiseTrainer:
                     start = self.state.position
                     idx = order[start:start + cfg.batch_size]
                     layer_input = codes_to_times(inputs.take(idx)).to(device)
-                    metric = model.train_step(layer, layer_input, self.state.images_seen[layer - 1], cfg.reduction)
+                    metric = distributed.distributed_train_step(model, layer, layer_input,
+                                                                self.state.images_seen[layer - 1], cfg.reduction,
+                                                                self.process_group)
                     seen = self.state.images_seen[layer - 1] + idx.numel()
                     self._replace("images_seen", layer, seen)
                     self._set(position=start + idx.numel())
@@ -492,7 +540,7 @@ class LayerwiseTrainer:
                         last_saved = total // cfg.checkpoint_every
                         self._checkpoint(layer, started)
                         started = time.perf_counter()
-                    if flag["stop"]:
+                    if distributed.any_rank(flag["stop"], self.process_group):
                         self._checkpoint(layer, started)
                         raise TrainingInterrupted(self.checkpoint_path)
                     if stop_now:

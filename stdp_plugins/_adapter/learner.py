@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from ..backends import REDUCTIONS, first_spike_times, fused_winner_update, select_winners
+from ..backends import REDUCTIONS, first_spike_times, select_winners
+from ..distributed import distributed_winner_update
 from ..learning import STDPConfig, STDPLearner, WTAConfig
 from ..learning._checks import check_float
 from .synapse import as_feature_maps, synapse_geometry
@@ -70,6 +71,12 @@ class FirstSpikeLearner(ABC):
         Implementation of the dispatched operations (``"auto"``: native on the CPU, CuPy
         on CUDA where written, torch otherwise; see
         :func:`~stdp_plugins.backends.resolve_backend`).
+    process_group : ProcessGroup, optional
+        Data-parallel learning (:mod:`stdp_plugins.distributed`): each rank runs its shard
+        of the batch, and every update is exactly the one-process update of the batch made
+        of all ranks' shards in rank order, applied identically on every rank (the weights
+        must start equal, and every rank calls :meth:`step` / :meth:`apply` with a recorded
+        window, possibly of an empty shard). ``None``: this process's batch alone.
     """
 
     potential_is_drive = False
@@ -87,6 +94,7 @@ class FirstSpikeLearner(ABC):
         name: str = "",
         reduction: str = "sequential",
         backend: str = "auto",
+        process_group: Optional[Any] = None,
     ) -> None:
         if step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
@@ -104,6 +112,7 @@ class FirstSpikeLearner(ABC):
         self.core = STDPLearner(config)
         self.reduction = reduction
         self.backend = backend
+        self.process_group = process_group
         self.wta = wta
         self.step_mode = step_mode
         self.synapse = synapse
@@ -260,9 +269,10 @@ class FirstSpikeLearner(ABC):
         pre_times, _ = first_spike_times(pre, backend=self.backend)
         cfg = self.config
         try:
-            fused_winner_update(
+            distributed_winner_update(
                 weights, pre_times, post_times, self.winner_mask, cfg, cfg.lr_plus * scale, cfg.lr_minus * scale,
                 self.geometry.stride, self.geometry.padding, backend=self.backend, reduction=self.reduction,
+                group=self.process_group,
             )
         except ValueError as error:
             raise ValueError(f"{self.name}: the recorded spikes do not fit the synapse: {error}") from error

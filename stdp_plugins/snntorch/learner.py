@@ -61,6 +61,9 @@ class STDPLearner(FirstSpikeLearner):
     backend : str
         Implementation of the learning operations (``"auto"``: native on the CPU, CuPy
         on CUDA where written; see :func:`stdp_plugins.backends.resolve_backend`).
+    process_group : ProcessGroup, optional
+        Learn data-parallel over these ranks: each update is the one-process update of
+        all ranks' batches in rank order (see :class:`~stdp_plugins.FirstSpikeLearner`).
 
     Examples
     --------
@@ -80,8 +83,9 @@ class STDPLearner(FirstSpikeLearner):
         name: str = "",
         reduction: str = "sequential",
         backend: str = "auto",
+        process_group: Optional[Any] = None,
     ) -> None:
-        super().__init__("s", synapse, sn, config, wta, name, reduction, backend)
+        super().__init__("s", synapse, sn, config, wta, name, reduction, backend, process_group)
 
     def _read_post(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> Tuple[Tensor, Optional[Tensor]]:
         spikes = output_spikes(output)
@@ -104,8 +108,9 @@ def make_learner(
     name: str = "",
     reduction: str = "sequential",
     backend: str = "auto",
+    process_group: Optional[Any] = None,
 ) -> STDPLearner:
     """Build an :class:`STDPLearner` (snnTorch is single-step: ``step_mode`` ``None`` or ``'s'``)."""
     if step_mode not in (None, "s"):
         raise ValueError(f"step_mode must be 's' for snnTorch (one forward per time step), got {step_mode!r}")
-    return STDPLearner(synapse, sn, config, wta, name, reduction, backend)
+    return STDPLearner(synapse, sn, config, wta, name, reduction, backend, process_group)

@@ -81,6 +81,9 @@ class STDPLearner(FirstSpikeLearner):
     backend : str
         Implementation of the learning operations (``"auto"``: native on the CPU, CuPy
         on CUDA where written; see :func:`stdp_plugins.backends.resolve_backend`).
+    process_group : ProcessGroup, optional
+        Learn data-parallel over these ranks: each update is the one-process update of
+        all ranks' batches in rank order (see :class:`~stdp_plugins.FirstSpikeLearner`).
 
     Examples
     --------
@@ -106,8 +109,9 @@ class STDPLearner(FirstSpikeLearner):
         name: str = "",
         reduction: str = "sequential",
         backend: str = "auto",
+        process_group: Optional[Any] = None,
     ) -> None:
-        super().__init__(step_mode, synapse, sn, config, wta, name, reduction, backend)
+        super().__init__(step_mode, synapse, sn, config, wta, name, reduction, backend, process_group)
 
     def _read_post(self, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> Tuple[Tensor, Optional[Tensor]]:
         if not isinstance(output, Tensor):
@@ -132,6 +136,8 @@ def make_learner(
     name: str = "",
     reduction: str = "sequential",
     backend: str = "auto",
+    process_group: Optional[Any] = None,
 ) -> STDPLearner:
     """Build an :class:`STDPLearner`; ``step_mode`` defaults to the neuron's own."""
-    return STDPLearner(step_mode or getattr(sn, "step_mode", "s"), synapse, sn, config, wta, name, reduction, backend)
+    return STDPLearner(step_mode or getattr(sn, "step_mode", "s"), synapse, sn, config, wta, name, reduction, backend,
+                       process_group)
