@@ -12,7 +12,9 @@ The pipeline, batched over images, is
    time (stronger responses fire earlier). Zeros never fire (``inf``).
 4. :func:`spike_waves`: first-spike times to cumulative spike waves ``[T, N, C, H, W]``
    (a pixel that fired stays 1 for the remaining steps), the layout SpikingJelly calls
-   multi-step.
+   multi-step; or :func:`spike_events`: to spike events (a pixel is 1 only at its
+   first-spike step), the input of models of fire-once neurons such as
+   :class:`stdp_plugins.spikingjelly.FireOnceIFNode`.
 
 :class:`DoGLatencyEncoder` chains the four steps as an ``nn.Module``.
 """
@@ -34,6 +36,7 @@ __all__ = [
     "local_normalization",
     "intensity_to_latency",
     "spike_waves",
+    "spike_events",
     "encode_images",
     "DoGLatencyEncoder",
 ]
@@ -218,6 +221,42 @@ def spike_waves(spike_times: Tensor, time_steps: int, dtype: torch.dtype = torch
     steps = torch.arange(time_steps, device=spike_times.device, dtype=spike_times.dtype)
     steps = steps.view(-1, *([1] * spike_times.dim()))
     return (spike_times[None] <= steps).to(dtype)
+
+
+def spike_events(spike_times: Tensor, time_steps: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Spike events from first-spike times: every input fires once, at its first-spike step.
+
+    The input of a model whose neurons integrate spike events, e.g. the non-leaky
+    fire-once IF neurons of Kheradpisheh et al. (2018)
+    (:class:`stdp_plugins.spikingjelly.FireOnceIFNode`,
+    :class:`stdp_plugins.snntorch.FireOnceIF`): their membrane at step ``t`` is then the
+    potential of the cumulative wave :func:`spike_waves` up to ``t``.
+
+    Parameters
+    ----------
+    spike_times : Tensor
+        ``[...]`` float times (``inf`` = never); times outside ``[0, T)`` or not whole
+        never fire.
+    time_steps : int
+        ``T``.
+    dtype : torch.dtype
+        dtype of the result (float or bool).
+
+    Returns
+    -------
+    Tensor
+        ``[T, ...]`` with ``out[t] = spike_times == t``.
+
+    Examples
+    --------
+    >>> spike_events(torch.tensor([0.0, 2.0, math.inf]), 3).T.tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+    """
+    check_tensor("spike_times", spike_times)
+    time_steps = check_int("time_steps", time_steps, minimum=1)
+    steps = torch.arange(time_steps, device=spike_times.device, dtype=spike_times.dtype)
+    steps = steps.view(-1, *([1] * spike_times.dim()))
+    return (spike_times[None] == steps).to(dtype)
 
 
 def encode_images(

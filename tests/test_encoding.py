@@ -16,6 +16,7 @@ from stdp_plugins.encoding import (
     encode_images,
     intensity_to_latency,
     local_normalization,
+    spike_events,
     spike_waves,
 )
 from stdp_plugins.learning import get_first_spike_times
@@ -95,6 +96,20 @@ def test_spike_waves_are_cumulative_and_invert_first_spike_times():
     assert torch.equal(get_first_spike_times(waves), times)
 
 
+def test_spike_events_fire_once_at_the_first_spike_and_sum_to_the_waves(digits):
+    times = torch.tensor([[0.0, 2.0], [INF, 1.0]])
+    events = spike_events(times, 3)
+    assert events.shape == (3, 2, 2) and events.dtype == torch.float32
+    assert events[:, 0, 0].tolist() == [1.0, 0.0, 0.0] and events[:, 0, 1].tolist() == [0.0, 0.0, 1.0]
+    assert events[:, 1, 0].tolist() == [0.0, 0.0, 0.0] and events[:, 1, 1].tolist() == [0.0, 1.0, 0.0]
+    real = DoGLatencyEncoder().spike_times(digits[:4])
+    events = spike_events(real, 15, dtype=torch.bool)
+    assert events.dtype == torch.bool and int(events.sum(dim=0).max()) == 1  # at most one spike each
+    assert torch.equal(events.cumsum(dim=0).bool(), spike_waves(real, 15, dtype=torch.bool))
+    assert torch.equal(get_first_spike_times(events), real)
+    assert not spike_events(torch.tensor([3.0, 0.5, -1.0]), 3).any()  # outside [0, T) or not whole
+
+
 def test_encoding_real_digits(digits):
     times = encode_images(digits)
     assert times.shape == (32, 2, 28, 28) and times.dtype == torch.float32
@@ -130,6 +145,8 @@ def test_encoder_module_outputs_waves(digits):
         (lambda: intensity_to_latency(torch.tensor([[-1.0]])), "x"),
         (lambda: intensity_to_latency(torch.ones(1, 3), 0), "time_steps"),
         (lambda: spike_waves(torch.zeros(3), 0), "time_steps"),
+        (lambda: spike_events(torch.zeros(3), 0), "time_steps"),
+        (lambda: spike_events([0.0], 3), "spike_times"),
     ],
 )
 def test_bad_input_names_the_argument(call, name):
