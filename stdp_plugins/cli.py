@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from . import distributed
-from .datasets import DatasetError, embedded_split, load_dataset, shift_images
+from .datasets import DatasetError, load_dataset, load_train_test, shift_images
 from .figures import plot_convergence, plot_layer1_kernels
 from .backends import REDUCTIONS
 from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
@@ -132,13 +132,8 @@ def load_model(model_dir: Path, device: torch.device) -> Tuple[KheradpishehNet, 
 
 
 def _datasets(args: argparse.Namespace) -> Tuple[Tuple[Tensor, Tensor], Optional[Tuple[Tensor, Tensor]], str]:
-    if args.data is None:
-        train, test = embedded_split()
-        source = "embedded mnist8k.npz (first 6000 train, last 2000 test)"
-    else:
-        train, test, source = load_dataset(args.data), None, str(args.data)
-    if args.test_data is not None:
-        test = load_dataset(args.test_data)
+    train, test = load_train_test(args.data, args.test_data)
+    source = "embedded mnist8k.npz (first 6000 train, last 2000 test)" if args.data is None else str(args.data)
     if args.limit is not None:
         train = (train[0][: args.limit], train[1][: args.limit])
     if args.test_limit is not None and test is not None:

@@ -22,7 +22,7 @@ import struct
 import zipfile
 from importlib import resources
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ __all__ = [
     "load_idx",
     "embedded_mnist",
     "embedded_split",
+    "load_train_test",
     "shift_images",
 ]
 
@@ -212,6 +213,35 @@ def embedded_split() -> Tuple[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor]]:
     images, labels = embedded_mnist()
     cut = EMBEDDED_TRAIN_SIZE
     return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
+def load_train_test(
+    data: Optional[PathLike] = None, test_data: Optional[PathLike] = None
+) -> Tuple[Tuple[Tensor, Tensor], Optional[Tuple[Tensor, Tensor]]]:
+    """Training and test digits as ``stdp-plugins train`` reads them.
+
+    Parameters
+    ----------
+    data : path, optional
+        Training set (``.npz`` or MNIST IDX, see :func:`load_dataset`); ``None``: the
+        embedded split's 6,000 training digits (:func:`embedded_split`).
+    test_data : path, optional
+        Test set in the same formats; ``None``: the embedded 2,000 test digits when
+        ``data`` is ``None``, else no test set.
+
+    Returns
+    -------
+    tuple
+        ``((train_images, train_labels), test)`` with ``test`` an ``(images, labels)``
+        pair or ``None``.
+    """
+    if data is None:
+        train, test = embedded_split()
+    else:
+        train, test = load_dataset(data), None
+    if test_data is not None:
+        test = load_dataset(test_data)
+    return train, test
 
 
 def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:

@@ -33,6 +33,7 @@ __all__ = [
     "shift_offsets",
     "shifted_training_set",
     "predict_shifted",
+    "shifted_readout_accuracy",
 ]
 
 #: A function from uint8 images ``[N, H, W]`` to features ``[N, ...]``.
@@ -283,6 +284,42 @@ def predict_shifted(
         scores = torch.cat([readout.scores(f).cpu() for f in _features_at(featurize, images, dy, dx, batch_size)])
         total = scores if total is None else total + scores
     return readout.labels_of_scores(total)
+
+
+def shifted_readout_accuracy(
+    featurize: Featurizer,
+    train: Tuple[Tensor, Tensor],
+    test: Tuple[Tensor, Tensor],
+    shift: int = 1,
+    copies: int = 2,
+    c: float = 2.4,
+    seed: int = 0,
+) -> float:
+    """Test accuracy of the read-out ``stdp-plugins train`` fits, for any featurizer.
+
+    :func:`fit_readout` on :func:`shifted_training_set` of the training digits (``copies``
+    shifted copies of each, by ``shift`` pixels), then :func:`predict_shifted` of the test
+    digits (``shift=0``: the paper's plain read-out).
+
+    Parameters
+    ----------
+    featurize : callable
+        Images ``[N, H, W]`` to features ``[N, ...]`` (e.g. a SpikingJelly model's
+        max-over-time output spikes).
+    train, test : tuple of Tensor
+        ``(images, labels)``.
+    shift, copies, c, seed
+        As for :func:`shifted_training_set` and :func:`fit_readout`.
+
+    Returns
+    -------
+    float
+        The fraction of test digits classified correctly.
+    """
+    rows, labels = shifted_training_set(featurize, train[0], train[1], shift, copies)
+    readout = fit_readout(rows, labels, c=c, seed=seed)
+    predicted = predict_shifted(readout, featurize, test[0], shift)
+    return float((predicted == test[1].to(torch.int64)).to(torch.float64).mean())
 
 
 def silent_fraction(features: Tensor) -> float:

@@ -49,6 +49,7 @@ from .models.kheradpisheh import KheradpishehNet
 from .backends import codes_to_times, kernel_threads, times_to_codes
 
 __all__ = [
+    "epoch_order",
     "CHECKPOINT_VERSION",
     "CheckpointError",
     "TrainingInterrupted",
@@ -199,6 +200,14 @@ class SpikeCodeFile:
             data = self._read(start * self._record, count * self._record)
             yield torch.frombuffer(bytearray(data), dtype=torch.uint8).view(count, *self.shape)
 
+
+
+def epoch_order(seed: int, layer: int, epoch: int, n: int) -> Tensor:
+    """The order of ``n`` training images in one epoch of one layer: a permutation seeded by
+    ``(seed, layer, epoch)``, the one :class:`LayerwiseTrainer` uses (so a SpikingJelly or
+    snnTorch version of the network can walk the same batches)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + layer * 10_007 + epoch)
+    return torch.randperm(n, generator=generator)
 
 @dataclass
 class TrainConfig:
@@ -463,8 +472,7 @@ class LayerwiseTrainer:
             yield distributed.all_gather_rows(mine, self.process_group, "computing the layer inputs")
 
     def _order(self, layer: int, epoch: int, n: int) -> Tensor:
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + layer * 10_007 + epoch)
-        return torch.randperm(n, generator=generator)
+        return epoch_order(self.config.seed, layer, epoch, n)
 
     def _set(self, **changes: Any) -> None:
         fields_ = asdict(self.state)
