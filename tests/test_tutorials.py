@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from stdp_plugins.models.kheradpisheh import KheradpishehNet
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
@@ -26,6 +28,8 @@ SMALL: dict[str, dict[str, str]] = {
     "docs/tutorials/spikingjelly.md": {"N_IMAGES": "20"},
     "docs/tutorials/snntorch.md": {"N_IMAGES": "20"},
     "docs/tutorials/kheradpisheh2018.md": {"N_TRAIN": "64", "N_TEST": "32"},
+    "docs/tutorials/spikingjelly_kheradpisheh.md": {"N_TRAIN": "64", "N_TEST": "32", "EPOCHS": "(1, 1)"},
+    "docs/tutorials/snntorch_kheradpisheh.md": {"N_TRAIN": "64", "N_TEST": "32", "EPOCHS": "(1, 1)"},
 }
 
 
@@ -93,6 +97,32 @@ def _check_kheradpisheh(ns: dict) -> None:
     assert ns["row_labels"].shape == (64 * 3,) and ns["predicted"].shape == (32,)
 
 
+def _check_kheradpisheh_model(ns: dict, neurons: tuple) -> None:
+    """A plain-framework Kheradpisheh page: both layers trained through closed learners, on
+    the reference's initial weights, then read out."""
+    net, group = ns["net"], ns["group"]
+    assert all(learner.closed for learner in group)
+    assert not net.conv1._forward_hooks and not net.conv2._forward_hooks
+    initial = KheradpishehNet(seed=0)
+    for name, neuron in zip(("conv1", "conv2"), neurons):
+        assert type(group[name].sn).__name__ == neuron
+        assert group[name].update_count == 2                       # 64 digits, batches of 32, 1 epoch
+        weight = getattr(net, name).weight
+        assert 0.0 <= float(weight.min()) and float(weight.max()) <= 1.0
+        assert not torch.equal(weight, initial.weight(int(name[-1])))
+    assert tuple(ns["layer2_times"].shape) == (64, 32, 15, 15)
+    assert ns["row_labels"].shape == (64 * 3,) and ns["predicted"].shape == (32,)
+    assert 0.2 < ns["accuracy"] <= 1.0                             # chance is 0.1
+
+
+def _check_spikingjelly_kheradpisheh(ns: dict) -> None:
+    _check_kheradpisheh_model(ns, ("FireOnceIFNode", "FireOnceIFNode"))
+
+
+def _check_snntorch_kheradpisheh(ns: dict) -> None:
+    _check_kheradpisheh_model(ns, ("FireOnceIF", "FireOnceIF"))
+
+
 # page -> what its code must have demonstrated (checked on the namespace it leaves).
 CHECKS = {
     "README.md": _check_readme,
@@ -101,6 +131,8 @@ CHECKS = {
     "docs/tutorials/snntorch.md": _check_snntorch,
     "docs/tutorials/custom_rule.md": _check_custom_rule,
     "docs/tutorials/kheradpisheh2018.md": _check_kheradpisheh,
+    "docs/tutorials/spikingjelly_kheradpisheh.md": _check_spikingjelly_kheradpisheh,
+    "docs/tutorials/snntorch_kheradpisheh.md": _check_snntorch_kheradpisheh,
 }
 
 

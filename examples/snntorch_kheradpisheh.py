@@ -1,0 +1,263 @@
+"""Kheradpisheh et al. (2018) as a plain snnTorch model, trained by the plug-in's learners.
+
+The paper's network is written the way snnTorch's tutorials write a model: a custom
+``nn.Module`` of ``nn.Conv2d`` layers and neurons with an explicit loop over the time
+steps; the neuron and the pooling are the paper's, from ``stdp_plugins.snntorch``.
+:func:`stdp_plugins.attach` gives both convolutions a first-spike STDP learner, and
+training is a plain loop (forward a batch, ``apply()`` the update) without labels: layer 1
+for 3 epochs, then layer 2 for 20. The max-over-time spikes of the last pooling layer are
+read out with a linear SVM as ``stdp-plugins train`` does (fitted on the training digits
+and shifted copies of them).
+
+Run (the embedded 6,000 training and 2,000 test digits by default)::
+
+    python examples/snntorch_kheradpisheh.py --out runs/snntorch
+
+It writes ``metrics.json`` into ``--out``; the last line printed is the test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from stdp_plugins import LearnerGroup, STDPConfig, WTAConfig, WTAMode, attach
+from stdp_plugins.backends import kernel_threads
+from stdp_plugins.datasets import load_train_test
+from stdp_plugins.encoding import DoGLatencyEncoder, spike_events
+from stdp_plugins.learning import get_first_spike_times
+from stdp_plugins.models.kheradpisheh import KheradpishehConfig
+from stdp_plugins.training import epoch_order
+from stdp_plugins.readout import shifted_readout_accuracy
+from stdp_plugins.snntorch import FireOnceIF, FirstSpikeMaxPool2d, WTALayer
+
+
+PAPER = KheradpishehConfig()  # thresholds, winners, radii and the rate schedule of the paper
+NUM_STEPS = PAPER.time_steps
+SYNAPSES = ("conv1", "conv2")  # the learner of layer l is group[SYNAPSES[l - 1]]
+
+
+class KheradpishehSNN(nn.Module):
+    """The paper's network, one time step per call of each layer.
+
+    ``inhibit``, the pointwise inhibition of layer 2's input, acts in training mode only.
+    Every window (a call of :meth:`layer1`, :meth:`layer2` or :meth:`forward`) starts from
+    reset neurons, pooling and inhibition.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        l1, l2 = PAPER.layer1, PAPER.layer2
+        pool = (PAPER.pool_kernel, PAPER.pool_stride, PAPER.pool_padding)
+        self.conv1 = nn.Conv2d(l1.in_channels, l1.out_channels, l1.kernel_size, padding=l1.padding, bias=False)
+        self.lif1 = FireOnceIF(threshold=l1.threshold)
+        self.pool1 = FirstSpikeMaxPool2d(*pool)
+        self.inhibit = WTALayer(WTAConfig(mode=WTAMode.LOCAL, local_radius=0), train_only=True)
+        # the reference zero-pads pool1's output by 1 and convolves without padding: the same
+        self.conv2 = nn.Conv2d(l2.in_channels, l2.out_channels, l2.kernel_size, padding=PAPER.inter_padding,
+                               bias=False)
+        self.lif2 = FireOnceIF(threshold=l2.threshold)
+        self.pool2 = FirstSpikeMaxPool2d(*pool)
+
+    def layer1(self, spikes: Tensor, pooled: bool = True) -> Tensor:
+        """Spike events ``[T, N, 2, 28, 28]`` to ``lif1``'s spikes ``[T, N, 32, 28, 28]``
+        or, when ``pooled``, to ``pool1``'s then ``inhibit``'s ``[T, N, 32, 15, 15]``."""
+        mem1 = self.lif1.reset_mem()
+        self.pool1.reset()
+        self.inhibit.reset()
+        spk_rec = []
+        for step in range(spikes.shape[0]):
+            spk1, mem1 = self.lif1(self.conv1(spikes[step]), mem1)
+            spk_rec.append(self.inhibit(self.pool1(spk1)) if pooled else spk1)
+        return torch.stack(spk_rec)
+
+    def layer2(self, spikes: Tensor, pooled: bool = True) -> Tensor:
+        """Layer 1's output ``[T, N, 32, 15, 15]`` to ``lif2``'s spikes ``[T, N, 150, 16, 16]``
+        or, when ``pooled``, to ``pool2``'s ``[T, N, 150, 9, 9]``."""
+        mem2 = self.lif2.reset_mem()
+        self.pool2.reset()
+        spk_rec = []
+        for step in range(spikes.shape[0]):
+            spk2, mem2 = self.lif2(self.conv2(spikes[step]), mem2)
+            spk_rec.append(self.pool2(spk2) if pooled else spk2)
+        return torch.stack(spk_rec)
+
+    def forward(self, spikes: Tensor) -> Tensor:
+        """Spike events ``[T, N, 2, 28, 28]`` to pooled layer-2 spikes ``[T, N, 150, 9, 9]``."""
+        return self.layer2(self.layer1(spikes))
+
+
+def build_model() -> KheradpishehSNN:
+    """The network, without gradients (STDP needs none)."""
+    return KheradpishehSNN().requires_grad_(False)
+
+
+def attach_learners(net: KheradpishehSNN, seed: int = 0) -> LearnerGroup:
+    """Attach the paper's learners to ``conv1`` and ``conv2`` and draw their initial weights.
+
+    Both learn by the multiplicative rule of the ``"kheradpisheh2018"`` preset from the
+    winners of pointwise inhibition followed by ``k`` winners with a blocking radius. The
+    weights are drawn from one generator seeded with ``seed``, conv1 then conv2, as
+    :class:`~stdp_plugins.models.kheradpisheh.KheradpishehNet` draws them.
+
+    Returns
+    -------
+    LearnerGroup
+        The learners by synapse name (``"conv1"``, ``"conv2"``).
+    """
+    winners = {name: WTAConfig(mode=WTAMode.BOTH, local_radius=spec.radius, k_winners=spec.k_winners,
+                               pointwise_inhibition=True)
+               for name, spec in zip(SYNAPSES, (PAPER.layer1, PAPER.layer2))}
+    group = attach(net, config=STDPConfig.from_paper(PAPER.paper), wta=winners)
+    group.initialize_weights(torch.Generator().manual_seed(seed))
+    return group
+
+
+
+
+def layer2_input(net: KheradpishehSNN, input_times: Tensor, batch_size: int = 64) -> Tensor:
+    """First-spike times ``[N, 32, 15, 15]`` of what ``conv2`` sees in training, given input
+    spike times ``[N, 2, 28, 28]``: :meth:`~KheradpishehSNN.layer1` in training mode.
+
+    Layer 1 does not change while layer 2 learns, so this is computed once for all
+    training images instead of once per epoch.
+    """
+    net.train()
+    return torch.cat([get_first_spike_times(net.layer1(spike_events(chunk, NUM_STEPS)))
+                      for chunk in input_times.split(batch_size)])
+
+
+def train_layer(net: KheradpishehSNN, group: LearnerGroup, layer_index: int, inputs: Tensor, epochs: int,
+                batch_size: int = 32, seed: int = 0, progress: bool = True) -> None:
+    """Train one layer through its learner; the other learners are disabled.
+
+    Every epoch walks ``inputs`` in a fresh seeded order (:func:`stdp_plugins.training.epoch_order`, the CLI's) in batches
+    of ``batch_size``: set the scheduled rates, run the layer on the batch's spike events
+    (``layer1`` or ``layer2`` without pooling) and ``apply()`` the learner's update (the
+    images' STDP steps one after another).
+
+    Parameters
+    ----------
+    net : KheradpishehSNN
+        From :func:`build_model`.
+    group : LearnerGroup
+        From :func:`attach_learners`.
+    layer_index : int
+        1 or 2.
+    inputs : Tensor
+        First-spike times entering the layer: the encoded images ``[N, 2, 28, 28]`` for
+        layer 1, :func:`layer2_input` for layer 2.
+    epochs, batch_size, seed : int
+        Epoch budget, images per batch and seed of the orders.
+    progress : bool
+        Show a tqdm progress bar.
+    """
+    learner = group[SYNAPSES[layer_index - 1]]
+    group.disable()
+    learner.enable()
+    layer = net.layer1 if layer_index == 1 else net.layer2
+    net.train()
+    n = inputs.shape[0]
+    seen = 0
+    with torch.no_grad(), tqdm(total=epochs * n, desc=f"layer {layer_index}", unit="img", disable=not progress) as bar:
+        for epoch in range(epochs):
+            for batch in epoch_order(seed, layer_index, epoch, n).split(batch_size):
+                learner.set_learning_rates(*PAPER.learning_rates(layer_index, seen))
+                layer(spike_events(inputs[batch], NUM_STEPS), pooled=False)
+                learner.apply()
+                seen += batch.numel()
+                bar.update(batch.numel())
+    learner.disable()
+
+
+def featurizer(net: KheradpishehSNN, encoder: DoGLatencyEncoder, batch_size: int = 32) -> Callable[[Tensor], Tensor]:
+    """Images ``[n, 28, 28]`` to features: did each unit of ``pool2`` fire, bool
+    ``[n, 150, 9, 9]`` on the CPU (eval mode: layer 2 sees pool1 uninhibited)."""
+    device = net.conv1.weight.device
+
+    @torch.inference_mode()
+    def featurize(images: Tensor) -> Tensor:
+        net.eval()
+        return torch.cat([net(spike_events(encoder.spike_times(chunk.to(device)), NUM_STEPS)).amax(dim=0).bool().cpu()
+                          for chunk in images.split(batch_size)])
+
+    return featurize
+
+
+
+def main(argv: Optional[Sequence[str]] = None) -> float:
+    """Train, read out and evaluate; returns the test accuracy."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="training set (.npz or *-images-idx3-ubyte[.gz]); default: embedded MNIST")
+    parser.add_argument("--test-data", help="test set in the same formats (needed with --data)")
+    parser.add_argument("--out", type=Path, default=Path("runs/snntorch"), help="folder for metrics.json")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass and learner step")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the image orders")
+    parser.add_argument("--train", type=int, help="use only the first N training digits")
+    parser.add_argument("--test", type=int, help="use only the first N test digits")
+    parser.add_argument("--epochs", type=int, nargs=2, default=[3, 20], metavar=("L1", "L2"),
+                        help="epochs of layer 1 and layer 2 (default: 3 20)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.data is not None and args.test_data is None:
+        parser.error("--data needs --test-data (the accuracy is measured on a test set)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was requested but CUDA is not available")
+    started = time.perf_counter()
+    train, test = load_train_test(args.data, args.test_data)
+    (train_x, train_y), (test_x, test_y) = ((part[0][:n], part[1][:n]) for part, n in ((train, args.train),
+                                                                                    (test, args.test)))
+    device = torch.device(args.device)
+
+    net = build_model().to(device)
+    group = attach_learners(net, args.seed)
+    encoder = DoGLatencyEncoder(NUM_STEPS).to(device)
+    seconds: Dict[str, float] = {}
+    # many small steps: torch runs in this thread, the learners' C kernels on all cores
+    with kernel_threads():
+        clock = time.perf_counter()
+        input_times = encoder.spike_times(train_x.to(device))
+        train_layer(net, group, 1, input_times, args.epochs[0], args.batch_size, args.seed, not args.no_progress)
+        seconds["layer1_training"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        train_layer(net, group, 2, layer2_input(net, input_times), args.epochs[1], args.batch_size, args.seed,
+                    not args.no_progress)
+        seconds["layer2_training"] = time.perf_counter() - clock
+        convergence = group.convergence()
+        group.close()  # the hooks are gone: net is a plain snnTorch model again
+
+        clock = time.perf_counter()
+        featurize = featurizer(net, encoder)
+        accuracy = shifted_readout_accuracy(featurize, (train_x, train_y), (test_x, test_y), shift=1, copies=2,
+                                            c=2.4, seed=args.seed)
+        seconds["readout"] = time.perf_counter() - clock
+
+    n_train, n_test = train_x.shape[0], test_x.shape[0]
+    images = {"layer1_training": args.epochs[0] * n_train, "layer2_training": args.epochs[1] * n_train,
+              "readout": 3 * n_train + 5 * n_test}  # images featurized: digits and shifted copies
+    metrics = {
+        "accuracy": {"test": accuracy},
+        "wall_time_seconds": time.perf_counter() - started,
+        "seconds": seconds,
+        "images_per_second": {phase: images[phase] / max(s, 1e-9) for phase, s in seconds.items()},
+        "convergence": convergence,
+        "n_train": n_train, "n_test": n_test, "epochs": args.epochs, "batch_size": args.batch_size,
+        "seed": args.seed, "device": args.device, "threads": torch.get_num_threads(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"wrote {args.out / 'metrics.json'}")
+    print(f"accuracy: {accuracy:.2%}")
+    return accuracy
+
+
+if __name__ == "__main__":
+    main()

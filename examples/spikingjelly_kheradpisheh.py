@@ -1,0 +1,246 @@
+"""Kheradpisheh et al. (2018) as a plain SpikingJelly model, trained by the plug-in's learners.
+
+The paper's network is an ordinary multi-step ``nn.Sequential`` of SpikingJelly's
+``layer.Conv2d`` and the paper's neuron and pooling from ``stdp_plugins.spikingjelly``.
+:func:`stdp_plugins.attach` gives both convolutions a first-spike STDP learner, and the
+training is the usual SpikingJelly loop (forward a batch, ``apply()`` the update,
+``functional.reset_net``) without labels: layer 1 for 3 epochs, then layer 2 for 20. The
+max-over-time spikes of the last pooling layer are read out with a linear SVM as
+``stdp-plugins train`` does (fitted on the training digits and shifted copies of them).
+
+Run (the embedded 6,000 training and 2,000 test digits by default)::
+
+    python examples/spikingjelly_kheradpisheh.py --out runs/spikingjelly
+
+It writes ``metrics.json`` into ``--out``; the last line printed is the test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+from spikingjelly.activation_based import functional, layer
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from stdp_plugins import LearnerGroup, STDPConfig, WTAConfig, WTAMode, attach
+from stdp_plugins.backends import kernel_threads
+from stdp_plugins.datasets import load_train_test
+from stdp_plugins.encoding import DoGLatencyEncoder, spike_events
+from stdp_plugins.learning import get_first_spike_times
+from stdp_plugins.models.kheradpisheh import KheradpishehConfig
+from stdp_plugins.training import epoch_order
+from stdp_plugins.readout import shifted_readout_accuracy
+from stdp_plugins.spikingjelly import FireOnceIFNode, FirstSpikeMaxPool2d, WTALayer
+
+
+PAPER = KheradpishehConfig()  # thresholds, winners, radii and the rate schedule of the paper
+TIME_STEPS = PAPER.time_steps
+SYNAPSES = ("conv1", "conv2")  # the learner of layer l is group[SYNAPSES[l - 1]]
+
+
+def build_model() -> nn.Sequential:
+    """The paper's network in multi-step mode: spike events ``[T, N, 2, 28, 28]`` in,
+    pooled layer-2 spikes ``[T, N, 150, 9, 9]`` out.
+
+    ``inhibit``, the pointwise inhibition of layer 2's input, acts in training mode only.
+    """
+    l1, l2 = PAPER.layer1, PAPER.layer2
+    net = nn.Sequential(OrderedDict(
+        conv1=layer.Conv2d(l1.in_channels, l1.out_channels, l1.kernel_size, padding=l1.padding, bias=False),
+        sn1=FireOnceIFNode(l1.threshold),
+        pool1=FirstSpikeMaxPool2d(PAPER.pool_kernel, PAPER.pool_stride, PAPER.pool_padding),
+        inhibit=WTALayer(WTAConfig(mode=WTAMode.LOCAL, local_radius=0), train_only=True),
+        # the reference zero-pads pool1's output by 1 and convolves without padding: the same
+        conv2=layer.Conv2d(l2.in_channels, l2.out_channels, l2.kernel_size, padding=PAPER.inter_padding,
+                           bias=False),
+        sn2=FireOnceIFNode(l2.threshold),
+        pool2=FirstSpikeMaxPool2d(PAPER.pool_kernel, PAPER.pool_stride, PAPER.pool_padding),
+    ))
+    functional.set_step_mode(net, "m")
+    return net.requires_grad_(False)
+
+
+def attach_learners(net: nn.Sequential, seed: int = 0) -> LearnerGroup:
+    """Attach the paper's learners to ``conv1`` and ``conv2`` and draw their initial weights.
+
+    Both learn by the multiplicative rule of the ``"kheradpisheh2018"`` preset from the
+    winners of pointwise inhibition followed by ``k`` winners with a blocking radius. The
+    weights are drawn from one generator seeded with ``seed``, conv1 then conv2, as
+    :class:`~stdp_plugins.models.kheradpisheh.KheradpishehNet` draws them.
+
+    Returns
+    -------
+    LearnerGroup
+        The learners by synapse name (``"conv1"``, ``"conv2"``).
+    """
+    winners = {name: WTAConfig(mode=WTAMode.BOTH, local_radius=spec.radius, k_winners=spec.k_winners,
+                               pointwise_inhibition=True)
+               for name, spec in zip(SYNAPSES, (PAPER.layer1, PAPER.layer2))}
+    group = attach(net, config=STDPConfig.from_paper(PAPER.paper), wta=winners)
+    group.initialize_weights(torch.Generator().manual_seed(seed))
+    return group
+
+
+
+
+def training_stage(net: nn.Sequential, layer_index: int) -> nn.Sequential:
+    """The modules a layer's training runs: ``conv1, sn1`` on the input spikes for layer 1,
+    ``conv2, sn2`` on :func:`layer2_input` for layer 2."""
+    return net[:2] if layer_index == 1 else net[4:6]
+
+
+@torch.no_grad()
+def layer2_input(net: nn.Sequential, input_times: Tensor, batch_size: int = 64) -> Tensor:
+    """First-spike times ``[N, 32, 15, 15]`` of what ``conv2`` sees in training, given input
+    spike times ``[N, 2, 28, 28]``: ``conv1, sn1, pool1, inhibit`` in training mode.
+
+    Layer 1 does not change while layer 2 learns, so this is computed once for all
+    training images instead of once per epoch.
+    """
+    stage = net[:4].train()
+    parts = []
+    for chunk in input_times.split(batch_size):
+        parts.append(get_first_spike_times(stage(spike_events(chunk, TIME_STEPS))))
+        functional.reset_net(net)
+    return torch.cat(parts)
+
+
+def train_layer(net: nn.Sequential, group: LearnerGroup, layer_index: int, inputs: Tensor, epochs: int,
+                batch_size: int = 32, seed: int = 0, progress: bool = True) -> None:
+    """Train one layer through its learner; the other learners are disabled.
+
+    Every epoch walks ``inputs`` in a fresh seeded order (:func:`stdp_plugins.training.epoch_order`, the CLI's) in batches
+    of ``batch_size``: set the scheduled rates, run the layer's :func:`training_stage` on
+    the batch's spike events, ``apply()`` the learner's update (the images' STDP steps one
+    after another) and reset the network.
+
+    Parameters
+    ----------
+    net : nn.Sequential
+        From :func:`build_model`.
+    group : LearnerGroup
+        From :func:`attach_learners`.
+    layer_index : int
+        1 or 2.
+    inputs : Tensor
+        First-spike times entering the stage: the encoded images ``[N, 2, 28, 28]`` for
+        layer 1, :func:`layer2_input` for layer 2.
+    epochs, batch_size, seed : int
+        Epoch budget, images per batch and seed of the orders.
+    progress : bool
+        Show a tqdm progress bar.
+    """
+    learner = group[SYNAPSES[layer_index - 1]]
+    group.disable()
+    learner.enable()
+    stage = training_stage(net, layer_index).train()
+    n = inputs.shape[0]
+    seen = 0
+    with torch.no_grad(), tqdm(total=epochs * n, desc=f"layer {layer_index}", unit="img", disable=not progress) as bar:
+        for epoch in range(epochs):
+            for batch in epoch_order(seed, layer_index, epoch, n).split(batch_size):
+                learner.set_learning_rates(*PAPER.learning_rates(layer_index, seen))
+                stage(spike_events(inputs[batch], TIME_STEPS))
+                learner.apply()
+                functional.reset_net(net)
+                seen += batch.numel()
+                bar.update(batch.numel())
+    learner.disable()
+
+
+def featurizer(net: nn.Sequential, encoder: DoGLatencyEncoder, batch_size: int = 8) -> Callable[[Tensor], Tensor]:
+    """Images ``[n, 28, 28]`` to features: did each unit of ``pool2`` fire, bool
+    ``[n, 150, 9, 9]`` on the CPU (eval mode: layer 2 sees pool1 uninhibited)."""
+    device = next(net.parameters()).device
+
+    @torch.inference_mode()
+    def featurize(images: Tensor) -> Tensor:
+        net.eval()
+        parts = []
+        for chunk in images.split(batch_size):
+            spikes = net(spike_events(encoder.spike_times(chunk.to(device)), TIME_STEPS))
+            functional.reset_net(net)
+            parts.append(spikes.amax(dim=0).bool().cpu())
+        return torch.cat(parts)
+
+    return featurize
+
+
+
+def main(argv: Optional[Sequence[str]] = None) -> float:
+    """Train, read out and evaluate; returns the test accuracy."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="training set (.npz or *-images-idx3-ubyte[.gz]); default: embedded MNIST")
+    parser.add_argument("--test-data", help="test set in the same formats (needed with --data)")
+    parser.add_argument("--out", type=Path, default=Path("runs/spikingjelly"), help="folder for metrics.json")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass and learner step")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the image orders")
+    parser.add_argument("--train", type=int, help="use only the first N training digits")
+    parser.add_argument("--test", type=int, help="use only the first N test digits")
+    parser.add_argument("--epochs", type=int, nargs=2, default=[3, 20], metavar=("L1", "L2"),
+                        help="epochs of layer 1 and layer 2 (default: 3 20)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.data is not None and args.test_data is None:
+        parser.error("--data needs --test-data (the accuracy is measured on a test set)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was requested but CUDA is not available")
+    started = time.perf_counter()
+    train, test = load_train_test(args.data, args.test_data)
+    (train_x, train_y), (test_x, test_y) = ((part[0][:n], part[1][:n]) for part, n in ((train, args.train),
+                                                                                    (test, args.test)))
+    device = torch.device(args.device)
+
+    net = build_model().to(device)
+    group = attach_learners(net, args.seed)
+    encoder = DoGLatencyEncoder(TIME_STEPS).to(device)
+    seconds: Dict[str, float] = {}
+    # many small steps: torch runs in this thread, the learners' C kernels on all cores
+    with kernel_threads():
+        clock = time.perf_counter()
+        input_times = encoder.spike_times(train_x.to(device))
+        train_layer(net, group, 1, input_times, args.epochs[0], args.batch_size, args.seed, not args.no_progress)
+        seconds["layer1_training"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        train_layer(net, group, 2, layer2_input(net, input_times), args.epochs[1], args.batch_size, args.seed,
+                    not args.no_progress)
+        seconds["layer2_training"] = time.perf_counter() - clock
+        convergence = group.convergence()
+        group.close()  # the hooks are gone: net is a plain SpikingJelly model again
+
+        clock = time.perf_counter()
+        net.to(memory_format=torch.channels_last)  # faster convolutions, now that no learner reads the records
+        featurize = featurizer(net, encoder)
+        accuracy = shifted_readout_accuracy(featurize, (train_x, train_y), (test_x, test_y), shift=1, copies=2,
+                                            c=2.4, seed=args.seed)
+        seconds["readout"] = time.perf_counter() - clock
+
+    n_train, n_test = train_x.shape[0], test_x.shape[0]
+    images = {"layer1_training": args.epochs[0] * n_train, "layer2_training": args.epochs[1] * n_train,
+              "readout": 3 * n_train + 5 * n_test}  # images featurized: digits and shifted copies
+    metrics = {
+        "accuracy": {"test": accuracy},
+        "wall_time_seconds": time.perf_counter() - started,
+        "seconds": seconds,
+        "images_per_second": {phase: images[phase] / max(s, 1e-9) for phase, s in seconds.items()},
+        "convergence": convergence,
+        "n_train": n_train, "n_test": n_test, "epochs": args.epochs, "batch_size": args.batch_size,
+        "seed": args.seed, "device": args.device, "threads": torch.get_num_threads(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"wrote {args.out / 'metrics.json'}")
+    print(f"accuracy: {accuracy:.2%}")
+    return accuracy
+
+
+if __name__ == "__main__":
+    main()
