@@ -17,12 +17,8 @@ It writes ``metrics.json`` into ``--out``; the last line printed is the test acc
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from collections import OrderedDict
-from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from spikingjelly.activation_based import functional, layer
@@ -30,17 +26,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from stdp_plugins import LearnerGroup, STDPConfig, WTAConfig, WTAMode, attach
-from stdp_plugins.backends import kernel_threads
-from stdp_plugins.datasets import load_train_test
 from stdp_plugins.encoding import DoGLatencyEncoder, spike_events
 from stdp_plugins.learning import get_first_spike_times
-from stdp_plugins.models.kheradpisheh import KheradpishehConfig
-from stdp_plugins.training import epoch_order
-from stdp_plugins.readout import shifted_readout_accuracy
+from stdp_plugins.models.recipe import PAPER, FrameworkNetwork, run
 from stdp_plugins.spikingjelly import FireOnceIFNode, FirstSpikeMaxPool2d, WTALayer
+from stdp_plugins.training import epoch_order
 
-
-PAPER = KheradpishehConfig()  # thresholds, winners, radii and the rate schedule of the paper
 TIME_STEPS = PAPER.time_steps
 SYNAPSES = ("conv1", "conv2")  # the learner of layer l is group[SYNAPSES[l - 1]]
 
@@ -157,7 +148,9 @@ def train_layer(net: nn.Sequential, group: LearnerGroup, layer_index: int, input
 
 def featurizer(net: nn.Sequential, encoder: DoGLatencyEncoder, batch_size: int = 8) -> Callable[[Tensor], Tensor]:
     """Images ``[n, 28, 28]`` to features: did each unit of ``pool2`` fire, bool
-    ``[n, 150, 9, 9]`` on the CPU (eval mode: layer 2 sees pool1 uninhibited)."""
+    ``[n, 150, 9, 9]`` on the CPU (eval mode: layer 2 sees pool1 uninhibited). Once the
+    learners are closed, the convolutions run channels-last, which is faster here."""
+    net.to(memory_format=torch.channels_last)
     device = next(net.parameters()).device
 
     @torch.inference_mode()
@@ -173,73 +166,12 @@ def featurizer(net: nn.Sequential, encoder: DoGLatencyEncoder, batch_size: int =
     return featurize
 
 
+NETWORK = FrameworkNetwork("SpikingJelly", build_model, attach_learners, train_layer, layer2_input, featurizer)
+
 
 def main(argv: Optional[Sequence[str]] = None) -> float:
-    """Train, read out and evaluate; returns the test accuracy."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="training set (.npz or *-images-idx3-ubyte[.gz]); default: embedded MNIST")
-    parser.add_argument("--test-data", help="test set in the same formats (needed with --data)")
-    parser.add_argument("--out", type=Path, default=Path("runs/spikingjelly"), help="folder for metrics.json")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass and learner step")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the image orders")
-    parser.add_argument("--train", type=int, help="use only the first N training digits")
-    parser.add_argument("--test", type=int, help="use only the first N test digits")
-    parser.add_argument("--epochs", type=int, nargs=2, default=[3, 20], metavar=("L1", "L2"),
-                        help="epochs of layer 1 and layer 2 (default: 3 20)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.data is not None and args.test_data is None:
-        parser.error("--data needs --test-data (the accuracy is measured on a test set)")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was requested but CUDA is not available")
-    started = time.perf_counter()
-    train, test = load_train_test(args.data, args.test_data)
-    (train_x, train_y), (test_x, test_y) = ((part[0][:n], part[1][:n]) for part, n in ((train, args.train),
-                                                                                    (test, args.test)))
-    device = torch.device(args.device)
-
-    net = build_model().to(device)
-    group = attach_learners(net, args.seed)
-    encoder = DoGLatencyEncoder(TIME_STEPS).to(device)
-    seconds: Dict[str, float] = {}
-    # many small steps: torch runs in this thread, the learners' C kernels on all cores
-    with kernel_threads():
-        clock = time.perf_counter()
-        input_times = encoder.spike_times(train_x.to(device))
-        train_layer(net, group, 1, input_times, args.epochs[0], args.batch_size, args.seed, not args.no_progress)
-        seconds["layer1_training"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        train_layer(net, group, 2, layer2_input(net, input_times), args.epochs[1], args.batch_size, args.seed,
-                    not args.no_progress)
-        seconds["layer2_training"] = time.perf_counter() - clock
-        convergence = group.convergence()
-        group.close()  # the hooks are gone: net is a plain SpikingJelly model again
-
-        clock = time.perf_counter()
-        net.to(memory_format=torch.channels_last)  # faster convolutions, now that no learner reads the records
-        featurize = featurizer(net, encoder)
-        accuracy = shifted_readout_accuracy(featurize, (train_x, train_y), (test_x, test_y), shift=1, copies=2,
-                                            c=2.4, seed=args.seed)
-        seconds["readout"] = time.perf_counter() - clock
-
-    n_train, n_test = train_x.shape[0], test_x.shape[0]
-    images = {"layer1_training": args.epochs[0] * n_train, "layer2_training": args.epochs[1] * n_train,
-              "readout": 3 * n_train + 5 * n_test}  # images featurized: digits and shifted copies
-    metrics = {
-        "accuracy": {"test": accuracy},
-        "wall_time_seconds": time.perf_counter() - started,
-        "seconds": seconds,
-        "images_per_second": {phase: images[phase] / max(s, 1e-9) for phase, s in seconds.items()},
-        "convergence": convergence,
-        "n_train": n_train, "n_test": n_test, "epochs": args.epochs, "batch_size": args.batch_size,
-        "seed": args.seed, "device": args.device, "threads": torch.get_num_threads(),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"wrote {args.out / 'metrics.json'}")
-    print(f"accuracy: {accuracy:.2%}")
-    return accuracy
+    """The command line of :func:`stdp_plugins.models.recipe.run`; returns the test accuracy."""
+    return run(NETWORK, argv)
 
 
 if __name__ == "__main__":
