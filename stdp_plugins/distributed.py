@@ -21,6 +21,7 @@ timeout) raises :class:`DistributedError` naming the ranks whose heartbeat stopp
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import math
@@ -424,8 +425,7 @@ def gathered_featurizer(featurize: Callable[[Tensor], Tensor], image_sets: Seque
             yield rows[:, None, None, :]
 
     if rank != 0:
-        for _ in gathered():
-            pass
+        collections.deque(gathered(), maxlen=0)  # take part in every gather, keep nothing
         return None
     store = SpikeCodeFile(gathered())
     width = math.prod(shape[0])

@@ -80,8 +80,8 @@ def _cpu_tag() -> str:
             for line in handle:
                 if line.startswith(("model name", "flags")):
                     return line
-    except OSError:
-        pass
+    except OSError:  # no /proc (macOS, ...): the platform's processor name keys the cache
+        return platform.processor()
     return platform.processor()
 
 
