@@ -50,6 +50,13 @@ def _entry(rank: int, init: str, worker, args) -> None:
         worker(rank, dist.group.WORLD, *args)
     finally:
         dist.destroy_process_group()
+    # The worker passed. Leave without running C++ static destructors: after SpikingJelly and
+    # snnTorch were imported, about one exit in ten aborted there ("terminate called without an
+    # active exception", no Python frame), after the group was destroyed; a trivial gloo
+    # worker never does. A failing worker still raises above, and spawn reports it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _same_on_every_rank(tensor: torch.Tensor, group) -> bool:
