@@ -3,7 +3,8 @@
 The paper's network is written the way snnTorch's tutorials write a model: a custom
 ``nn.Module`` of ``nn.Conv2d`` layers and neurons with an explicit loop over the time
 steps; the neuron and the pooling are the paper's, from ``stdp_plugins.snntorch``.
-:func:`stdp_plugins.attach` gives both convolutions a first-spike STDP learner, and
+:func:`stdp_plugins.models.recipe.attach_paper_learners` (``stdp_plugins.attach`` with the
+paper's winner rules) gives both convolutions a first-spike STDP learner, and
 training is a plain loop (forward a batch, ``apply()`` the update) without labels: layer 1
 for 3 epochs, then layer 2 for 20. The max-over-time spikes of the last pooling layer are
 read out with a linear SVM as ``stdp-plugins train`` does (fitted on the training digits
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from stdp_plugins import LearnerGroup, STDPConfig, WTAConfig, WTAMode, attach
+from stdp_plugins import LearnerGroup, WTAConfig, WTAMode
 from stdp_plugins.encoding import DoGLatencyEncoder, spike_events
 from stdp_plugins.learning import get_first_spike_times
 from stdp_plugins.models.recipe import PAPER, FrameworkNetwork, run
@@ -90,29 +91,6 @@ def build_model() -> KheradpishehSNN:
     return KheradpishehSNN().requires_grad_(False)
 
 
-def attach_learners(net: KheradpishehSNN, seed: int = 0) -> LearnerGroup:
-    """Attach the paper's learners to ``conv1`` and ``conv2`` and draw their initial weights.
-
-    Both learn by the multiplicative rule of the ``"kheradpisheh2018"`` preset from the
-    winners of pointwise inhibition followed by ``k`` winners with a blocking radius. The
-    weights are drawn from one generator seeded with ``seed``, conv1 then conv2, as
-    :class:`~stdp_plugins.models.kheradpisheh.KheradpishehNet` draws them.
-
-    Returns
-    -------
-    LearnerGroup
-        The learners by synapse name (``"conv1"``, ``"conv2"``).
-    """
-    winners = {name: WTAConfig(mode=WTAMode.BOTH, local_radius=spec.radius, k_winners=spec.k_winners,
-                               pointwise_inhibition=True)
-               for name, spec in zip(SYNAPSES, (PAPER.layer1, PAPER.layer2))}
-    group = attach(net, config=STDPConfig.from_paper(PAPER.paper), wta=winners)
-    group.initialize_weights(torch.Generator().manual_seed(seed))
-    return group
-
-
-
-
 def layer2_input(net: KheradpishehSNN, input_times: Tensor, batch_size: int = 64) -> Tensor:
     """First-spike times ``[N, 32, 15, 15]`` of what ``conv2`` sees in training, given input
     spike times ``[N, 2, 28, 28]``: :meth:`~KheradpishehSNN.layer1` in training mode.
@@ -139,7 +117,7 @@ def train_layer(net: KheradpishehSNN, group: LearnerGroup, layer_index: int, inp
     net : KheradpishehSNN
         From :func:`build_model`.
     group : LearnerGroup
-        From :func:`attach_learners`.
+        From :func:`stdp_plugins.models.recipe.attach_paper_learners`.
     layer_index : int
         1 or 2.
     inputs : Tensor
@@ -182,7 +160,7 @@ def featurizer(net: KheradpishehSNN, encoder: DoGLatencyEncoder, batch_size: int
     return featurize
 
 
-NETWORK = FrameworkNetwork("snnTorch", build_model, attach_learners, train_layer, layer2_input, featurizer)
+NETWORK = FrameworkNetwork("snnTorch", build_model, train_layer, layer2_input, featurizer)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> float:

@@ -2,7 +2,8 @@
 
 The paper's network is an ordinary multi-step ``nn.Sequential`` of SpikingJelly's
 ``layer.Conv2d`` and the paper's neuron and pooling from ``stdp_plugins.spikingjelly``.
-:func:`stdp_plugins.attach` gives both convolutions a first-spike STDP learner, and the
+:func:`stdp_plugins.models.recipe.attach_paper_learners` (``stdp_plugins.attach`` with the
+paper's winner rules) gives both convolutions a first-spike STDP learner, and the
 training is the usual SpikingJelly loop (forward a batch, ``apply()`` the update,
 ``functional.reset_net``) without labels: layer 1 for 3 epochs, then layer 2 for 20. The
 max-over-time spikes of the last pooling layer are read out with a linear SVM as
@@ -25,7 +26,7 @@ from spikingjelly.activation_based import functional, layer
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from stdp_plugins import LearnerGroup, STDPConfig, WTAConfig, WTAMode, attach
+from stdp_plugins import LearnerGroup, WTAConfig, WTAMode
 from stdp_plugins.encoding import DoGLatencyEncoder, spike_events
 from stdp_plugins.learning import get_first_spike_times
 from stdp_plugins.models.recipe import PAPER, FrameworkNetwork, run
@@ -56,29 +57,6 @@ def build_model() -> nn.Sequential:
     ))
     functional.set_step_mode(net, "m")
     return net.requires_grad_(False)
-
-
-def attach_learners(net: nn.Sequential, seed: int = 0) -> LearnerGroup:
-    """Attach the paper's learners to ``conv1`` and ``conv2`` and draw their initial weights.
-
-    Both learn by the multiplicative rule of the ``"kheradpisheh2018"`` preset from the
-    winners of pointwise inhibition followed by ``k`` winners with a blocking radius. The
-    weights are drawn from one generator seeded with ``seed``, conv1 then conv2, as
-    :class:`~stdp_plugins.models.kheradpisheh.KheradpishehNet` draws them.
-
-    Returns
-    -------
-    LearnerGroup
-        The learners by synapse name (``"conv1"``, ``"conv2"``).
-    """
-    winners = {name: WTAConfig(mode=WTAMode.BOTH, local_radius=spec.radius, k_winners=spec.k_winners,
-                               pointwise_inhibition=True)
-               for name, spec in zip(SYNAPSES, (PAPER.layer1, PAPER.layer2))}
-    group = attach(net, config=STDPConfig.from_paper(PAPER.paper), wta=winners)
-    group.initialize_weights(torch.Generator().manual_seed(seed))
-    return group
-
-
 
 
 def training_stage(net: nn.Sequential, layer_index: int) -> nn.Sequential:
@@ -117,7 +95,7 @@ def train_layer(net: nn.Sequential, group: LearnerGroup, layer_index: int, input
     net : nn.Sequential
         From :func:`build_model`.
     group : LearnerGroup
-        From :func:`attach_learners`.
+        From :func:`stdp_plugins.models.recipe.attach_paper_learners`.
     layer_index : int
         1 or 2.
     inputs : Tensor
@@ -166,7 +144,7 @@ def featurizer(net: nn.Sequential, encoder: DoGLatencyEncoder, batch_size: int =
     return featurize
 
 
-NETWORK = FrameworkNetwork("SpikingJelly", build_model, attach_learners, train_layer, layer2_input, featurizer)
+NETWORK = FrameworkNetwork("SpikingJelly", build_model, train_layer, layer2_input, featurizer)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> float:

@@ -25,7 +25,8 @@ pytest.importorskip("snntorch")
 from stdp_plugins.backends import kernel_threads  # noqa: E402
 from stdp_plugins.datasets import embedded_mnist  # noqa: E402
 from stdp_plugins.encoding import DoGLatencyEncoder  # noqa: E402
-from stdp_plugins.training import epoch_order
+from stdp_plugins.models.recipe import attach_paper_learners  # noqa: E402
+from stdp_plugins.training import epoch_order  # noqa: E402
 from stdp_plugins.models.kheradpisheh import KheradpishehNet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,7 @@ def trained(sj, input_times):
     """The SpikingJelly model trained one epoch per layer through the learners, and the
     reference network trained by ``train_step`` on the same digits in the same batches."""
     net = sj.build_model()
-    group = sj.attach_learners(net, seed=0)
+    group = attach_paper_learners(net, seed=0)
     reference = KheradpishehNet(seed=0)
     initial = (reference.conv1.weight.clone(), reference.conv2.weight.clone())
     assert torch.equal(net.conv1.weight, initial[0]) and torch.equal(net.conv2.weight, initial[1])
@@ -121,7 +122,7 @@ def test_layer2_training_input_is_the_reference_one_without_its_zero_border(trai
 def test_snntorch_learners_learn_the_same_weights(snt, trained, input_times):
     sj_net, _, _, layer2_times = trained
     net = snt.build_model()
-    group = snt.attach_learners(net, seed=0)
+    group = attach_paper_learners(net, seed=0)
     with kernel_threads():
         snt.train_layer(net, group, 1, input_times, epochs=1, batch_size=BATCH, progress=False)
         assert torch.equal(snt.layer2_input(net, input_times), layer2_times)

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,13 +19,47 @@ from torch import Tensor, nn
 from ..backends import kernel_threads
 from ..datasets import load_train_test
 from ..encoding import DoGLatencyEncoder
+from ..learning import STDPConfig, WTAConfig, WTAMode
 from ..readout import shifted_readout_accuracy
+from ..registry import attach
 from .kheradpisheh import KheradpishehConfig
 
-__all__ = ["FrameworkNetwork", "PAPER", "run"]
+__all__ = ["FrameworkNetwork", "PAPER", "attach_paper_learners", "run"]
 
 PAPER = KheradpishehConfig()
 """The paper's hyper-parameters: thresholds, winners, radii, pooling and rate schedule."""
+
+
+def attach_paper_learners(model: nn.Module, seed: int = 0, synapses: Sequence[str] = ("conv1", "conv2")):
+    """Attach the paper's learners to a framework model's two convolutions and draw their
+    initial weights.
+
+    Both learn by the multiplicative rule of the ``"kheradpisheh2018"`` preset from the
+    winners of pointwise inhibition followed by ``k`` winners with a blocking radius (k = 5,
+    radius 2 and k = 8, radius 1). The weights are drawn from one generator seeded with
+    ``seed``, in model order, as :class:`~stdp_plugins.models.kheradpisheh.KheradpishehNet`
+    draws them.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A SpikingJelly or snnTorch version of the network.
+    seed : int
+        Seed of the initial weights.
+    synapses : sequence of str
+        Names of layer 1's and layer 2's convolution in ``model``.
+
+    Returns
+    -------
+    LearnerGroup
+        The learners by synapse name.
+    """
+    winners = {name: WTAConfig(mode=WTAMode.BOTH, local_radius=spec.radius, k_winners=spec.k_winners,
+                               pointwise_inhibition=True)
+               for name, spec in zip(synapses, (PAPER.layer1, PAPER.layer2))}
+    group = attach(model, config=STDPConfig.from_paper(PAPER.paper), wta=winners)
+    group.initialize_weights(torch.Generator().manual_seed(seed))
+    return group
 
 
 @dataclass(frozen=True)
@@ -38,8 +72,6 @@ class FrameworkNetwork:
         The framework, e.g. ``"SpikingJelly"`` (also the default ``--out`` folder).
     build_model : callable
         ``() -> model``.
-    attach_learners : callable
-        ``(model, seed) -> LearnerGroup`` with the paper's learners and initial weights.
     train_layer : callable
         ``(model, group, layer, inputs, epochs, batch_size, seed, progress)``: one layer's
         training through its learner.
@@ -51,7 +83,6 @@ class FrameworkNetwork:
 
     name: str
     build_model: Callable[[], nn.Module]
-    attach_learners: Callable[[nn.Module, int], Any]
     train_layer: Callable[..., None]
     layer2_input: Callable[[nn.Module, Tensor], Tensor]
     featurizer: Callable[[nn.Module, DoGLatencyEncoder], Callable[[Tensor], Tensor]]
@@ -89,7 +120,7 @@ def run(network: FrameworkNetwork, argv: Optional[Sequence[str]] = None) -> floa
     device = torch.device(args.device)
 
     net = network.build_model().to(device)
-    group = network.attach_learners(net, args.seed)
+    group = attach_paper_learners(net, args.seed)
     encoder = DoGLatencyEncoder(PAPER.time_steps).to(device)
     seconds: Dict[str, float] = {}
     # many small steps: torch runs in this thread, the learners' C kernels on all cores
