@@ -1,6 +1,8 @@
-"""The Kheradpisheh et al. (2018) MNIST network, as replicated in SpykeTorch.
+"""The Kheradpisheh et al. (2018) network: N STDP convolution layers, each followed by
+first-spike max-pooling, described by a :class:`~stdp_plugins.models.config.KheradpishehConfig`
+(in code or a TOML/JSON file, :func:`~stdp_plugins.models.config.load_network_config`).
 
-Input coding (:mod:`stdp_plugins.encoding`): on/off DoG, threshold 50, local normalisation
+The default is the MNIST network as replicated in SpykeTorch. Input coding (:mod:`stdp_plugins.encoding`): on/off DoG, threshold 50, local normalisation
 radius 8, 15 time steps of intensity-to-latency coding. Then
 
 - conv1: 2 -> 32 maps, 5x5, padding 2, threshold 10; for learning pointwise inhibition and
@@ -22,8 +24,7 @@ the learning winners (pointwise inhibition, then k winners with a radius:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -40,147 +41,21 @@ from ..backends import (
     select_winners,
 )
 from ..encoding import DoGLatencyEncoder
-from ..learning import STDPConfig, STDPLearner, WTAMode
-from ..learning._checks import check_float, check_int, check_tensor
+from ..learning import STDPLearner, WTAMode
+from ..learning._checks import check_int, check_tensor
+from .config import KheradpishehConfig, LayerSpec
 from .pooling import max_pool_binary, min_pool_times, pad_times
 
 __all__ = ["LayerSpec", "KheradpishehConfig", "KheradpishehNet"]
 
 
-@dataclass
-class LayerSpec:
-    """One STDP convolution layer of the reference network.
-
-    Attributes
-    ----------
-    in_channels, out_channels, kernel_size, padding : int
-        Convolution geometry (stride 1).
-    threshold : float
-        Firing threshold of the IF neurons.
-    k_winners : int
-        Winners per image for learning (global per feature map).
-    radius : int
-        Lateral inhibition radius around each winner (all maps).
-    lr_plus, lr_minus : float
-        Initial STDP rates.
-    """
-
-    in_channels: int
-    out_channels: int
-    kernel_size: int
-    padding: int
-    threshold: float
-    k_winners: int
-    radius: int
-    lr_plus: float = 0.004
-    lr_minus: float = 0.003
-
-    def __post_init__(self) -> None:
-        for name in ("in_channels", "out_channels", "kernel_size", "k_winners"):
-            setattr(self, name, check_int(name, getattr(self, name), minimum=1))
-        for name in ("padding", "radius"):
-            setattr(self, name, check_int(name, getattr(self, name), minimum=0))
-        self.threshold = check_float("threshold", self.threshold, minimum=0.0, strict_min=True)
-        self.lr_plus = check_float("lr_plus", self.lr_plus, minimum=0.0)
-        self.lr_minus = check_float("lr_minus", self.lr_minus, minimum=0.0)
-
-
-def _layer1() -> LayerSpec:
-    return LayerSpec(2, 32, 5, 2, 10.0, 5, 2)
-
-
-def _layer2() -> LayerSpec:
-    return LayerSpec(32, 150, 2, 0, 1.0, 8, 1)
-
-
-@dataclass
-class KheradpishehConfig:
-    """Hyper-parameters of the reference network (defaults: the SpykeTorch replication).
-
-    Attributes
-    ----------
-    time_steps : int
-        Time steps of the latency code.
-    layer1, layer2 : LayerSpec
-        The two STDP convolutions.
-    pool_kernel, pool_stride, pool_padding : int
-        Max-pooling after each convolution.
-    inter_padding : int
-        Zero padding between pooling 1 and conv2.
-    lr_double_every : int
-        Layer 1's a+ doubles every this many training images ...
-    lr_plus_max : float
-        ... up to this value ...
-    lr_minus_ratio : float
-        ... with a- = ratio * a+.
-    paper : str
-        STDP preset (:meth:`STDPConfig.from_paper`) for initialisation, bounds, variant
-        and convergence threshold.
-    """
-
-    time_steps: int = 15
-    layer1: LayerSpec = field(default_factory=_layer1)
-    layer2: LayerSpec = field(default_factory=_layer2)
-    pool_kernel: int = 2
-    pool_stride: int = 2
-    pool_padding: int = 1
-    inter_padding: int = 1
-    lr_double_every: int = 500
-    lr_plus_max: float = 0.15
-    lr_minus_ratio: float = 0.75
-    paper: str = "kheradpisheh2018"
-
-    def __post_init__(self) -> None:
-        self.time_steps = check_int("time_steps", self.time_steps, minimum=1)
-        if self.time_steps > 254:
-            raise ValueError(f"time_steps must be <= 254, got {self.time_steps}")
-        for name in ("layer1", "layer2"):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                setattr(self, name, LayerSpec(**value))
-            elif not isinstance(value, LayerSpec):
-                raise TypeError(f"{name} must be a LayerSpec, got {type(value).__name__}")
-        if self.layer2.in_channels != self.layer1.out_channels:
-            raise ValueError(
-                f"layer2.in_channels must equal layer1.out_channels ({self.layer1.out_channels}), "
-                f"got {self.layer2.in_channels}"
-            )
-        self.pool_kernel = check_int("pool_kernel", self.pool_kernel, minimum=1)
-        self.pool_stride = check_int("pool_stride", self.pool_stride, minimum=1)
-        self.pool_padding = check_int("pool_padding", self.pool_padding, minimum=0)
-        self.inter_padding = check_int("inter_padding", self.inter_padding, minimum=0)
-        self.lr_double_every = check_int("lr_double_every", self.lr_double_every, minimum=1)
-        self.lr_plus_max = check_float("lr_plus_max", self.lr_plus_max, minimum=0.0)
-        self.lr_minus_ratio = check_float("lr_minus_ratio", self.lr_minus_ratio, minimum=0.0)
-        self.stdp = STDPConfig.from_paper(self.paper)
-
-    def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
-        """``(a+, a-)`` of ``layer`` (1 or 2) after ``images_seen`` training images of that layer.
-
-        Layer 1 doubles a+ every ``lr_double_every`` images up to ``lr_plus_max`` with
-        ``a- = lr_minus_ratio * a+``; layer 2 keeps its initial rates.
-        """
-        if layer not in (1, 2):
-            raise ValueError(f"layer must be 1 or 2, got {layer!r}")
-        spec = self.layer1 if layer == 1 else self.layer2
-        images_seen = check_int("images_seen", images_seen, minimum=0)
-        doublings = images_seen // self.lr_double_every
-        if layer == 2 or doublings == 0:
-            return spec.lr_plus, spec.lr_minus
-        lr_plus = min(spec.lr_plus * 2.0 ** min(doublings, 64), self.lr_plus_max)
-        return lr_plus, self.lr_minus_ratio * lr_plus
-
-    def to_dict(self) -> Dict:
-        """Plain-dict form (for checkpoints and ``metrics.json``)."""
-        out = {k: v for k, v in asdict(self).items() if k != "stdp"}
-        return out
-
-
 class KheradpishehNet(nn.Module):
-    """The two-layer STDP network with its input encoder.
+    """The STDP network with its input encoder: ``config.num_layers`` convolutions (two for
+    the default MNIST network), each followed by first-spike max-pooling.
 
-    The convolutions are ordinary ``nn.Conv2d`` modules (no bias, no gradients) whose
-    weights are learned by STDP; the spiking dynamics run on first-spike times.
+    The convolutions are ordinary ``nn.Conv2d`` modules (no bias, no gradients) named
+    ``conv1``, ``conv2``, ... whose weights are learned by STDP; the spiking dynamics run on
+    first-spike times. Layers are numbered from 1 (:meth:`spec`, :meth:`weight`).
 
     Parameters
     ----------
@@ -213,15 +88,15 @@ class KheradpishehNet(nn.Module):
         self.config = config
         self.backend = backend
         self.encoder = DoGLatencyEncoder(config.time_steps)
-        if self.encoder.kernels.shape[0] != config.layer1.in_channels:
+        if self.encoder.kernels.shape[0] != config.layers[0].in_channels:
             raise ValueError(
-                f"config.layer1.in_channels must be {self.encoder.kernels.shape[0]} (DoG channels), "
-                f"got {config.layer1.in_channels}"
+                f"config.layers[0].in_channels must be {self.encoder.kernels.shape[0]} (DoG channels), "
+                f"got {config.layers[0].in_channels}"
             )
         learner = STDPLearner(config.stdp)
         generator = torch.Generator().manual_seed(check_int("seed", seed))
-        self.conv1 = self._conv(config.layer1, learner, generator)
-        self.conv2 = self._conv(config.layer2, learner, generator)
+        for layer, spec in enumerate(config.layers, start=1):  # drawn in layer order from one generator
+            self.add_module(f"conv{layer}", self._conv(spec, learner, generator))
 
     @staticmethod
     def _conv(spec: LayerSpec, learner: STDPLearner, generator: torch.Generator) -> nn.Conv2d:
@@ -231,24 +106,38 @@ class KheradpishehNet(nn.Module):
         conv.weight.requires_grad_(False)
         return conv
 
+    @property
+    def num_layers(self) -> int:
+        """Number of STDP convolution layers (layers are numbered ``1 .. num_layers``)."""
+        return self.config.num_layers
+
     def spec(self, layer: int) -> LayerSpec:
-        """The :class:`LayerSpec` of layer 1 or 2."""
-        if layer not in (1, 2):
-            raise ValueError(f"layer must be 1 or 2, got {layer!r}")
-        return self.config.layer1 if layer == 1 else self.config.layer2
+        """The :class:`LayerSpec` of ``layer`` (1-based), with the pooling after it."""
+        return self.config.spec(layer)
+
+    def conv(self, layer: int) -> nn.Conv2d:
+        """The ``nn.Conv2d`` of ``layer`` (``conv1``, ``conv2``, ...)."""
+        self.spec(layer)
+        return getattr(self, f"conv{layer}")
 
     def weight(self, layer: int) -> Tensor:
-        """The weight tensor of layer 1 or 2 (the parameter itself, updated in place)."""
-        self.spec(layer)
-        return (self.conv1 if layer == 1 else self.conv2).weight
+        """The weight tensor of ``layer`` (the parameter itself, updated in place)."""
+        return self.conv(layer).weight
+
+    def weights(self) -> List[Tensor]:
+        """The weight tensors of all layers, in order."""
+        return [self.weight(layer) for layer in range(1, self.num_layers + 1)]
 
     def encode(self, images: Tensor) -> Tensor:
         """Input first-spike times ``[N, 2, H, W]`` of grey images ``[N, H, W]`` in [0, 255]."""
         return self.encoder.spike_times(images.to(self.encoder.kernels.device))
 
-    def _pool(self, times: Tensor) -> Tensor:
-        cfg = self.config
-        return min_pool_times(times, cfg.pool_kernel, cfg.pool_stride, cfg.pool_padding)
+    def _pool(self, layer: int, times: Tensor) -> Tensor:
+        """First-spike max-pooling after ``layer`` (a min-pool of times)."""
+        spec = self.spec(layer)
+        if spec.global_pool:
+            return times.amin(dim=(2, 3), keepdim=True)
+        return min_pool_times(times, spec.pool_kernel, spec.pool_stride, spec.pool_padding)
 
     def layer_forward(self, layer: int, layer_input: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """First-spike times, potentials and pointwise-inhibition survivors of a layer.
@@ -256,7 +145,7 @@ class KheradpishehNet(nn.Module):
         Parameters
         ----------
         layer : int
-            1 or 2.
+            1 .. :attr:`num_layers`.
         layer_input : Tensor
             ``[N, C_in, H, W]`` spike times of the layer's input (see :meth:`layer_input`).
 
@@ -276,20 +165,22 @@ class KheradpishehNet(nn.Module):
     def layer_input(self, layer: int, input_times: Tensor) -> Tensor:
         """Spike times entering ``layer`` during its training.
 
-        Layer 1: the input itself. Layer 2: layer 1's spikes (no inhibition in layer 1),
-        max-pooled, zero-padded and pointwise-inhibited (at each position only the
-        earliest channel, ties to the lowest channel, passes), as in SpykeTorch's
-        replication. At inference (:meth:`features`) layer 2 sees the pooled spikes
-        without inhibition.
+        Layer 1: the input itself (with layer 1's ``input_padding``). Layer ``l > 1``: the
+        spikes of layer ``l - 1`` on its own training input (no inhibition inside a layer),
+        max-pooled, zero-padded by layer ``l``'s ``input_padding`` and pointwise-inhibited
+        (at each position only the earliest channel, ties to the lowest channel, passes),
+        as in SpykeTorch's replication. At inference (:meth:`features`) every layer sees
+        the pooled spikes without inhibition.
         """
-        if self.spec(layer) is self.config.layer1:
-            return input_times
-        spec = self.config.layer1
+        spec = self.spec(layer)
+        if layer == 1:
+            return pad_times(input_times, spec.input_padding) if spec.input_padding else input_times
+        below = self.spec(layer - 1)
         times, _ = first_spike_conv(  # channels-last: the kernel's layout, and quick to pool
-            input_times, self.conv1.weight, spec.threshold, spec.padding, self.config.time_steps, self.backend,
-            potentials=False, memory_format=torch.channels_last,
+            self.layer_input(layer - 1, input_times), self.weight(layer - 1), below.threshold, below.padding,
+            self.config.time_steps, self.backend, potentials=False, memory_format=torch.channels_last,
         )
-        pooled = pad_times(self._pool(times), self.config.inter_padding)
+        pooled = pad_times(self._pool(layer - 1, times), spec.input_padding)
         inhibited = select_winners(pooled, None, WTAMode.LOCAL, 0, backend=self.backend)
         return torch.where(inhibited, pooled, math.inf)
 
@@ -320,7 +211,7 @@ class KheradpishehNet(nn.Module):
         Parameters
         ----------
         layer : int
-            1 or 2.
+            1 .. :attr:`num_layers`.
         layer_input : Tensor
             ``[N, C_in, H, W]`` spike times (see :meth:`layer_input`).
 
@@ -338,7 +229,6 @@ class KheradpishehNet(nn.Module):
     def learning_rates(self, layer: int, images_seen: int) -> Tuple[float, float]:
         """``(a+, a-)`` of ``layer`` after ``images_seen`` training images of that layer:
         :meth:`KheradpishehConfig.learning_rates`."""
-        self.spec(layer)
         return self.config.learning_rates(layer, images_seen)
 
     def learn(
@@ -381,27 +271,36 @@ class KheradpishehNet(nn.Module):
         return STDPLearner(self.config.stdp).get_convergence(self.weight(layer))
 
     def features(self, input_times: Tensor) -> Tensor:
-        """Max over time of the final pooled spikes, bool ``[N, 150, 9, 9]``.
+        """Max over time of the last layer's pooled spikes, bool ``[N, C, H, W]``
+        (``[N, 150, 9, 9]`` for 28x28 digits in the MNIST network; see
+        :meth:`KheradpishehConfig.feature_shape`).
 
         No inhibition acts at inference, and the maximum over time of a cumulative wave is
-        its last step, so only the set of neurons that fire matters: each layer is
-        :func:`~stdp_plugins.backends.fires_given_inputs` of the pooled (and padded) binary map
-        before it.
+        its last step, so only the set of neurons that fire matters: layer 1 is
+        :func:`~stdp_plugins.backends.fires_at_all` of the input times, every later layer
+        :func:`~stdp_plugins.backends.fires_given_inputs` of the pooled (and padded) binary
+        map before it.
         """
         check_tensor("input_times", input_times, 4, "[N, C, H, W]")
-        cfg = self.config
-        fired1 = fires_at_all(input_times, self.conv1.weight, cfg.layer1.threshold, cfg.layer1.padding, cfg.time_steps,
-                              backend=self.backend)
-        layer2_in = F.pad(self._pool_binary(fired1), (cfg.inter_padding,) * 4)
-        fired2 = fires_given_inputs(layer2_in, self.conv2.weight, cfg.layer2.threshold, cfg.layer2.padding,
-                                    backend=self.backend)
-        return self._pool_binary(fired2)
+        spec = self.spec(1)
+        first = pad_times(input_times, spec.input_padding) if spec.input_padding else input_times
+        fired = fires_at_all(first, self.conv1.weight, spec.threshold, spec.padding, self.config.time_steps,
+                             backend=self.backend)
+        for layer in range(2, self.num_layers + 1):
+            spec = self.spec(layer)
+            layer_in = F.pad(self._pool_binary(layer - 1, fired), (spec.input_padding,) * 4)
+            fired = fires_given_inputs(layer_in, self.weight(layer), spec.threshold, spec.padding,
+                                       backend=self.backend)
+        return self._pool_binary(self.num_layers, fired)
 
-    def _pool_binary(self, fired: Tensor) -> Tensor:
-        """Max-pooling of a bool spike map (padding never fires)."""
-        cfg = self.config
-        return max_pool_binary(fired, cfg.pool_kernel, cfg.pool_stride, cfg.pool_padding)
+    def _pool_binary(self, layer: int, fired: Tensor) -> Tensor:
+        """Max-pooling after ``layer`` of a bool spike map (padding never fires)."""
+        spec = self.spec(layer)
+        if spec.global_pool:
+            return fired.flatten(2).any(dim=2)[..., None, None]
+        return max_pool_binary(fired, spec.pool_kernel, spec.pool_stride, spec.pool_padding)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Features (float32 0/1 ``[N, 150, 9, 9]``) of grey images ``[N, H, W]``."""
+        """Features (float32 0/1 ``[N, C, H, W]``, see :meth:`features`) of grey images
+        ``[N, H, W]``."""
         return self.features(self.encode(images)).to(torch.float32)
