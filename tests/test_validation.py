@@ -102,7 +102,7 @@ CASES = [
     ("winner weights rank", lambda: learner.update_weights_for_winner(W4, PRE[0], 1.0, 0, 0, 2), ValueError, "weights"),
     ("winner kernel mismatch", lambda: learner.update_weights_for_winner(W4[0], PRE[0], 1.0, 0, 0, 3), ValueError, "weights"),
     ("winner post inf", lambda: learner.update_weights_for_winner(W4[0].clone(), PRE[0], INF, 0, 0, 2), ValueError, "post_spike_time"),
-    ("winner y outside", lambda: learner.update_weights_for_winner(W4[0].clone(), PRE[0], 1.0, 2, 0, 2), ValueError, "post_y"),
+    ("winner y outside", lambda: learner.update_weights_for_winner(W4[0].clone(), PRE[0], 1.0, 2, 0, 2), ValueError, "winner_y"),
     # --- convergence
     ("metric not tensor", lambda: compute_convergence_metric([0.5]), TypeError, "weights"),
     ("metric nan", lambda: compute_convergence_metric(torch.tensor([NAN])), ValueError, "weights"),

@@ -8,9 +8,18 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._checks import check_binary, check_enum, check_learning_rate, check_same_device, check_spike_times, check_tensor
+from ._checks import (
+    binary_probe,
+    check_enum,
+    check_learning_rate,
+    check_same_device,
+    check_tensor,
+    check_values,
+    finite_probe,
+    spike_time_probe,
+)
 from ._indexing import nonzero_indices
-from .stdp import LearningRate, STDPVariant, _delta_from_fraction, _signed_rate, stdp_weight_factor
+from .stdp import LearningRate, STDPVariant, _check_bounds, _delta_from_fraction, _signed_rate, _weight_factor
 from .timing import _check_geometry, conv_output_size, gather_receptive_field_times
 
 __all__ = ["batch_stdp_update", "potentiation_fraction", "sequential_stdp_update_"]
@@ -41,6 +50,8 @@ def check_batch_shapes(
     c_out, c_in, k_h, k_w = weights.shape
     if k_h != k_w:
         raise ValueError(f"weights must have square kernels [C_out, C_in, k, k], got shape {tuple(weights.shape)}")
+    if k_h < 1:
+        raise ValueError(f"weights must have kernels of size k >= 1, got shape {tuple(weights.shape)}")
     kernel_size, stride, padding = _check_geometry(k_h, stride, padding)
     n, pre_c, height, width = pre_spike_times.shape
     if pre_c != c_in:
@@ -74,12 +85,15 @@ def _check_batch_inputs(
     weights: Tensor, pre_spike_times: Tensor, post_spike_times: Tensor, winner_mask: Optional[Tensor],
     stride: int, padding: int,
 ) -> Tuple[int, int, int]:
-    """:func:`check_batch_shapes` plus the value checks (times, mask)."""
+    """:func:`check_batch_shapes` plus the value checks (finite weights, spike times, binary
+    mask), all read with one device-to-host transfer."""
     geometry = check_batch_shapes(weights, pre_spike_times, post_spike_times, winner_mask, stride, padding)
-    check_spike_times("pre_spike_times", pre_spike_times)
-    check_spike_times("post_spike_times", post_spike_times)
-    if winner_mask is not None:
-        check_binary("winner_mask", winner_mask)
+    check_values(
+        finite_probe("weights", weights),
+        spike_time_probe("pre_spike_times", pre_spike_times),
+        spike_time_probe("post_spike_times", post_spike_times),
+        [] if winner_mask is None else binary_probe("winner_mask", winner_mask),
+    )
     return geometry
 
 
@@ -167,7 +181,7 @@ def batch_stdp_update(
     Parameters
     ----------
     weights : Tensor
-        ``[C_out, C_in, k, k]`` convolution weights.
+        ``[C_out, C_in, k, k]`` convolution weights (finite).
     pre_spike_times : Tensor
         ``[N, C_in, H, W]`` input first-spike times (``inf`` = never).
     post_spike_times : Tensor
@@ -194,6 +208,7 @@ def batch_stdp_update(
     lr_plus = check_learning_rate("lr_plus", lr_plus)
     lr_minus = check_learning_rate("lr_minus", lr_minus)
     variant = check_enum("variant", variant, STDPVariant)
+    weight_min, weight_max = _check_bounds(weight_min, weight_max)
     fraction, wins = potentiation_fraction(
         pre_spike_times.to(weights.dtype), post_spike_times.to(weights.dtype), winner_mask,
         kernel_size, stride, padding,
@@ -227,7 +242,7 @@ def sequential_stdp_update_(
     Parameters
     ----------
     weights : Tensor
-        ``[C_out, C_in, k, k]`` convolution weights, updated in place.
+        ``[C_out, C_in, k, k]`` convolution weights (finite), updated in place.
     pre_spike_times, post_spike_times, winner_mask, lr_plus, lr_minus, variant, weight_min, weight_max, stride, padding
         As for :func:`batch_stdp_update`.
 
@@ -242,6 +257,7 @@ def sequential_stdp_update_(
     lr_plus = check_learning_rate("lr_plus", lr_plus)
     lr_minus = check_learning_rate("lr_minus", lr_minus)
     variant = check_enum("variant", variant, STDPVariant)
+    weight_min, weight_max = _check_bounds(weight_min, weight_max)
     sample, channel, potentiates = _winner_potentiation(
         pre_spike_times.to(weights.dtype), post_spike_times.to(weights.dtype), winner_mask,
         kernel_size, stride, padding,
@@ -268,7 +284,7 @@ def sequential_stdp_update_(
         for end in ends:
             chosen = channel_of[begin:end]
             current = weights[chosen]
-            factor = stdp_weight_factor(current, variant, weight_min, weight_max)
+            factor = _weight_factor(current, variant, weight_min, weight_max)
             weights[chosen] = (current + factor * signed_rate[begin:end]).clamp_(weight_min, weight_max)
             begin = end
     return weights

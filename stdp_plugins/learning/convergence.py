@@ -7,7 +7,17 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ._checks import check_float, check_int, check_not_nan, check_shape_tuple, check_tensor
+from ._checks import (
+    binary_probe,
+    check_device,
+    check_finite,
+    check_float,
+    check_int,
+    check_shape_tuple,
+    check_tensor,
+    check_values,
+    finite_probe,
+)
 
 __all__ = [
     "compute_convergence_metric",
@@ -37,10 +47,13 @@ def compute_convergence_metric(weights: Tensor) -> float:
         saturates at 0 or 1.
     """
     check_tensor("weights", weights)
-    check_not_nan("weights", weights)
     if weights.numel() == 0:
         return 0.0
-    return float(_normalised_spread(weights, 0.0, 1.0).mean())
+    metric = _normalised_spread(weights, 0.0, 1.0).mean()
+    metric, finite = torch.stack((metric, torch.isfinite(weights).all().to(metric.dtype))).tolist()
+    if not finite:  # read with the metric: one device-to-host transfer
+        check_finite("weights", weights)  # raises, with the package's message
+    return metric
 
 
 def has_converged(weights: Tensor, threshold: float = 0.01) -> bool:
@@ -63,6 +76,14 @@ def channel_convergence(weights: Tensor, weight_min: float = 0.0, weight_max: fl
     -------
     Tensor
         ``[C_out]`` float32, ``mean(wn * (1 - wn))`` over each channel's weights.
+
+    Notes
+    -----
+    The values are not checked: this is the statistic the dispatched update
+    (:func:`stdp_plugins.fused_winner_update`) returns after every step, on the weights'
+    device and without a device-to-host transfer; NaN weights give NaN entries. For a
+    checked float use :func:`compute_convergence_metric` or
+    :meth:`STDPLearner.get_convergence`.
     """
     check_tensor("weights", weights)
     if weights.dim() == 0:
@@ -100,9 +121,10 @@ class ConvergenceTracker:
         device: Optional[Union[str, torch.device]] = None,
     ) -> None:
         self.n_channels = check_int("n_channels", n_channels, minimum=1)
-        self.spatial_shape = () if spatial_shape == () else check_shape_tuple("spatial_shape", spatial_shape)
+        self.spatial_shape = check_shape_tuple("spatial_shape", spatial_shape)
         self.min_wins = check_int("min_wins", min_wins, minimum=0)
         self.delta_threshold = check_float("delta_threshold", delta_threshold, minimum=0.0, strict_min=True)
+        device = check_device("device", device)
         shape = (self.n_channels, *self.spatial_shape)
         self.wins = torch.zeros(shape, dtype=torch.long, device=device)
         self.last_delta = torch.full(shape, float("nan"), device=device)
@@ -125,16 +147,18 @@ class ConvergenceTracker:
                 f"winner_mask must have shape [N, {', '.join(map(str, expected))}], "
                 f"got {tuple(winner_mask.shape)}"
             )
+        if weight_deltas is not None:
+            check_tensor("weight_deltas", weight_deltas)
+            if weight_deltas.dim() == 0 or weight_deltas.shape[0] != self.n_channels:
+                raise ValueError(
+                    f"weight_deltas must have shape [C={self.n_channels}, ...], got {tuple(weight_deltas.shape)}"
+                )
+        check_values(binary_probe("winner_mask", winner_mask),
+                     [] if weight_deltas is None else finite_probe("weight_deltas", weight_deltas.to(winner_mask.device)))
         mask = winner_mask.to(device=self.wins.device, dtype=torch.bool)
         self.wins += mask.sum(dim=0)
         if weight_deltas is None:
             return
-        check_tensor("weight_deltas", weight_deltas)
-        if weight_deltas.dim() == 0 or weight_deltas.shape[0] != self.n_channels:
-            raise ValueError(
-                f"weight_deltas must have shape [C={self.n_channels}, ...], got {tuple(weight_deltas.shape)}"
-            )
-        check_not_nan("weight_deltas", weight_deltas)
         per_channel = weight_deltas.detach().reshape(self.n_channels, -1).abs().float().mean(dim=1)
         per_neuron = per_channel.to(self.last_delta.device).view(-1, *([1] * len(self.spatial_shape)))
         won = mask.any(dim=0)

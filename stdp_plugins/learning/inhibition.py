@@ -11,6 +11,8 @@ from torch import Tensor, nn
 
 from ._checks import (
     check_binary,
+    check_bool,
+    check_device,
     check_float,
     check_int,
     check_not_nan,
@@ -19,7 +21,7 @@ from ._checks import (
     check_tensor,
 )
 from .threshold import AdaptiveThreshold
-from .timing import get_first_spike_times
+from .timing import _first_spike_times, get_first_spike_times
 from .wta import WTAConfig, _candidate_rank, select_winners
 
 __all__ = ["WTAInhibition", "find_wta_winner", "apply_lateral_inhibition"]
@@ -43,7 +45,7 @@ def find_wta_winner(
         ``(channel, (y, x), time)``, or ``(None, None, None)`` when nothing fired.
     """
     check_tensor("output_spikes", output_spikes, 4, "[T, C, H, W]")
-    times = get_first_spike_times(output_spikes).float()
+    times = _first_spike_times("output_spikes", output_spikes).float()
     if potentials is None:
         potentials = torch.zeros_like(times)
     else:
@@ -91,6 +93,7 @@ def apply_lateral_inhibition(
         raise ValueError(
             f"(winner_y, winner_x) must lie in the {height}x{width} map, got ({winner_y}, {winner_x})"
         )
+    check_bool("inplace", inplace)
     out = potentials if inplace else potentials.clone()
     out[:, winner_y, winner_x] = 0
     return out
@@ -136,6 +139,8 @@ class WTAInhibition(nn.Module):
             raise TypeError(f"config must be a WTAConfig, got {type(config).__name__}")
         self.config = config
         self.adaptive: Optional[AdaptiveThreshold] = None
+        check_float("initial_threshold", initial_threshold, minimum=0.0, strict_min=True)
+        device = check_device("device", device)
         if n_channels is not None:
             check_int("n_channels", n_channels, minimum=1)
         if spatial_shape is not None:
@@ -217,11 +222,26 @@ class WTAInhibition(nn.Module):
 
     def _fired(self, spikes: Tensor, potential: Tensor, threshold: Optional[Union[float, Tensor]]) -> Tensor:
         if threshold is None and self.adaptive is not None:
+            neurons = tuple(self.adaptive.thresholds.shape)
+            if tuple(spikes.shape[-3:]) != neurons:
+                raise ValueError(
+                    f"spikes must end in the layer's neuron shape {neurons} (its adaptive thresholds), "
+                    f"got shape {tuple(spikes.shape)}"
+                )
             threshold = self.adaptive.thresholds
         if threshold is None:
             check_binary("spikes", spikes)
             return spikes != 0
         if isinstance(threshold, Tensor):
+            try:
+                fits = torch.broadcast_shapes(threshold.shape, spikes.shape) == spikes.shape
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"threshold must broadcast to the shape of spikes {tuple(spikes.shape)}, "
+                    f"got shape {tuple(threshold.shape)}"
+                )
             check_not_nan("threshold", threshold)
         else:
             threshold = check_float("threshold", threshold)
@@ -233,6 +253,7 @@ class WTAInhibition(nn.Module):
 
     def get_thresholds(self, batch_size: int = 1) -> Optional[Tensor]:
         """Adaptive thresholds ``[batch_size, C, H, W]``, ``None`` when homeostasis is off."""
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         if self.adaptive is None:
             return None
         return self.adaptive.get_thresholds(batch_size)

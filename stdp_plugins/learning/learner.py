@@ -7,11 +7,19 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ._checks import check_tensor
+from ._checks import (
+    check_bool,
+    check_device,
+    check_finite,
+    check_floating_dtype,
+    check_tensor,
+    check_values,
+    finite_probe,
+)
 from .batch_stdp import batch_stdp_update
 from .convergence import channel_convergence
 from .stdp import LearningRate, STDPConfig, compute_stdp_update
-from .timing import extract_receptive_field_times
+from .timing import _check_geometry, _receptive_field_times
 
 __all__ = ["STDPLearner"]
 
@@ -63,8 +71,10 @@ class STDPLearner:
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
         ):
             raise ValueError(f"shape must be a sequence of non-negative ints, got {shape!r}")
-        if not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        device = check_device("device", device)
+        dtype = check_floating_dtype("dtype", dtype)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         cfg = self.config
         weights = torch.empty(tuple(shape), device=device, dtype=dtype)
         weights.normal_(cfg.weight_init_mean, cfg.weight_init_std, generator=generator)
@@ -137,12 +147,17 @@ class STDPLearner:
         """Add ``delta`` to ``weights`` in place, clamp to the bounds and record the update.
 
         This is how a batch update from :meth:`compute_batch_update` is applied; it adds 1
-        to :attr:`update_count` and appends the convergence metric to the history.
+        to :attr:`update_count` and appends the convergence metric to the history. Both
+        tensors must be finite (checked before ``weights`` is touched).
         """
         check_tensor("weights", weights)
         check_tensor("delta", delta)
         if delta.shape != weights.shape:
             raise ValueError(f"delta must have the shape of weights {tuple(weights.shape)}, got {tuple(delta.shape)}")
+        check_values(finite_probe("weights", weights), finite_probe("delta", delta))
+        return self._apply_checked(weights, delta)
+
+    def _apply_checked(self, weights: Tensor, delta: Tensor) -> Tensor:
         with torch.no_grad():
             weights.add_(delta).clamp_(self.config.weight_min, self.config.weight_max)
         self.record_update(weights)
@@ -151,7 +166,8 @@ class STDPLearner:
     def record_update(self, weights: Tensor) -> None:
         """Count an update applied to ``weights`` elsewhere (e.g. by
         :func:`stdp_plugins.fused_winner_update`): add 1 to :attr:`update_count` and append
-        :meth:`get_convergence` of the updated weights to :attr:`convergence_history`."""
+        :meth:`get_convergence` of the updated weights to :attr:`convergence_history`
+        (which rejects non-finite ``weights``)."""
         self._update_count += 1
         self._history.append(self.get_convergence(weights))
 
@@ -191,24 +207,35 @@ class STDPLearner:
         """
         check_tensor("weights", weights, 3, "[C_in, k, k]")
         check_tensor("pre_spike_times", pre_spike_times, 3, "[C_in, H, W]")
+        kernel_size, stride, padding = _check_geometry(kernel_size, stride, padding)
+        check_bool("inplace", inplace)
         if weights.shape[1:] != (kernel_size, kernel_size) or weights.shape[0] != pre_spike_times.shape[0]:
             raise ValueError(
-                f"weights must have shape [C_in={pre_spike_times.shape[0]}, {kernel_size}, {kernel_size}], "
-                f"got {tuple(weights.shape)}"
+                f"weights must have shape [C_in={pre_spike_times.shape[0]}, {kernel_size}, {kernel_size}] "
+                f"(the channels of pre_spike_times and kernel_size), got {tuple(weights.shape)}"
             )
-        field = extract_receptive_field_times(pre_spike_times, winner_y, winner_x, kernel_size, stride, padding)
-        delta = self.compute_update(weights, field.to(weights.dtype), post_spike_time)
+        field = _receptive_field_times(pre_spike_times, winner_y, winner_x, kernel_size, stride, padding,
+                                       names=("winner_y", "winner_x"))
+        delta = self.compute_update(weights, field.to(weights.dtype), post_spike_time)  # checks the weights
         target = weights if inplace else weights.clone()
-        return self.apply_update(target, delta)
+        return self._apply_checked(target, delta)
 
     def get_convergence(self, weights: Tensor) -> float:
-        """Convergence metric of ``weights`` normalised to the configured bounds."""
+        """Convergence metric of ``weights`` normalised to the configured bounds.
+
+        Raises ``ValueError`` for weights with NaN or inf entries (checked in the same
+        device-to-host transfer that reads the metric).
+        """
         check_tensor("weights", weights)
         if weights.numel() == 0:
             return 0.0
         cfg = self.config
         flat = weights.detach().reshape(1, -1)
-        return float(channel_convergence(flat, cfg.weight_min, cfg.weight_max)[0])
+        metric = channel_convergence(flat, cfg.weight_min, cfg.weight_max)[0]
+        metric, finite = torch.stack((metric, torch.isfinite(flat).all().to(metric.dtype))).tolist()
+        if not finite:
+            check_finite("weights", weights)  # raises, with the package's message
+        return metric
 
     def has_converged(self, weights: Tensor) -> bool:
         """``get_convergence(weights) < config.convergence_threshold``."""

@@ -17,7 +17,17 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from ._checks import check_enum, check_float, check_learning_rate, check_same_device, check_spike_times, check_tensor
+from ._checks import (
+    check_enum,
+    check_float,
+    check_learning_rate,
+    check_same_device,
+    check_spike_time,
+    check_tensor,
+    check_values,
+    finite_probe,
+    spike_time_probe,
+)
 
 __all__ = ["STDPVariant", "STDPConfig", "stdp_weight_factor", "compute_stdp_update"]
 
@@ -123,7 +133,30 @@ def stdp_weight_factor(
 
     Returns ``(w - weight_min) * (weight_max - w)`` for ``MULTIPLICATIVE`` and ones for
     ``ADDITIVE``, with the shape and dtype of ``weights``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-tensor or non-finite ``weights``, an unknown ``variant`` or bounds that
+        are not finite with ``weight_min < weight_max``.
     """
+    check_tensor("weights", weights)
+    check_values(finite_probe("weights", weights))
+    variant = check_enum("variant", variant, STDPVariant)
+    weight_min, weight_max = _check_bounds(weight_min, weight_max)
+    return _weight_factor(weights, variant, weight_min, weight_max)
+
+
+def _check_bounds(weight_min: object, weight_max: object) -> tuple[float, float]:
+    weight_min = check_float("weight_min", weight_min)
+    weight_max = check_float("weight_max", weight_max)
+    if weight_min >= weight_max:
+        raise ValueError(f"weight_min must be < weight_max, got {weight_min} and {weight_max}")
+    return weight_min, weight_max
+
+
+def _weight_factor(weights: Tensor, variant: STDPVariant, weight_min: float, weight_max: float) -> Tensor:
+    """:func:`stdp_weight_factor` without checks (for validated inputs)."""
     if variant is STDPVariant.ADDITIVE:
         return torch.ones_like(weights)
     return (weights - weight_min) * (weight_max - weights)
@@ -140,7 +173,7 @@ def _delta_from_fraction(
 ) -> Tensor:
     """``f(w) * (a+ * frac - a- * (1 - frac))``: the mean step over winners of which a share
     ``frac`` potentiates each synapse (``frac`` is 0 or 1 for a single winner)."""
-    factor = stdp_weight_factor(weights, variant, weight_min, weight_max)
+    factor = _weight_factor(weights, variant, weight_min, weight_max)
     return factor * _signed_rate(fraction, lr_plus, lr_minus)
 
 
@@ -190,16 +223,11 @@ def compute_stdp_update(
             f"got {tuple(pre_spike_times.shape)}"
         )
     check_same_device(weights=weights, pre_spike_times=pre_spike_times)
-    check_spike_times("pre_spike_times", pre_spike_times)
-    t_post = float(post_spike_time)
-    if not math.isfinite(t_post) or t_post < 0:
-        raise ValueError(f"post_spike_time must be a finite time >= 0 (the winner fired), got {t_post}")
+    t_post = check_spike_time("post_spike_time", post_spike_time)
     lr_plus = check_learning_rate("lr_plus", lr_plus)
     lr_minus = check_learning_rate("lr_minus", lr_minus)
     variant = check_enum("variant", variant, STDPVariant)
-    weight_min = check_float("weight_min", weight_min)
-    weight_max = check_float("weight_max", weight_max)
-    if weight_min >= weight_max:
-        raise ValueError(f"weight_min must be < weight_max, got {weight_min} and {weight_max}")
+    weight_min, weight_max = _check_bounds(weight_min, weight_max)
+    check_values(finite_probe("weights", weights), spike_time_probe("pre_spike_times", pre_spike_times))
     potentiates = (pre_spike_times <= t_post).to(weights.dtype)
     return _delta_from_fraction(weights, potentiates, lr_plus, lr_minus, variant, weight_min, weight_max)

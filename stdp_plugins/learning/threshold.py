@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_binary, check_float, check_int, check_shape_tuple, check_tensor
+from ._checks import check_binary, check_device, check_float, check_int, check_shape_tuple, check_tensor
 
 __all__ = ["AdaptiveThreshold"]
 
@@ -51,7 +51,7 @@ class AdaptiveThreshold(nn.Module):
     ) -> None:
         super().__init__()
         self.n_channels = check_int("n_channels", n_channels, minimum=1)
-        self.spatial_shape = () if spatial_shape == () else check_shape_tuple("spatial_shape", spatial_shape)
+        self.spatial_shape = check_shape_tuple("spatial_shape", spatial_shape)
         self.target_rate = check_float("target_rate", target_rate, minimum=0.0, maximum=1.0)
         self.learning_rate = check_float("learning_rate", learning_rate, minimum=0.0)
         self.threshold_min = check_float("threshold_min", threshold_min, minimum=0.0, strict_min=True)
@@ -60,6 +60,7 @@ class AdaptiveThreshold(nn.Module):
             raise ValueError(
                 f"threshold_min must be < threshold_max, got {self.threshold_min} and {self.threshold_max}"
             )
+        device = check_device("device", device)
         shape = (self.n_channels, *self.spatial_shape)
         self.register_buffer("thresholds", torch.empty(shape, device=device))
         self.register_buffer("rate_sum", torch.zeros(shape, device=device))

@@ -5,6 +5,10 @@ Spike times are float tensors counted in time steps; ``inf`` means the neuron ne
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Tuple
+
 import torch
 from torch import Tensor
 
@@ -33,10 +37,20 @@ def get_first_spike_times(spikes: Tensor, no_spike_value: float = float("inf")) 
     Tensor
         Float tensor ``[...]`` of first-spike steps.
     """
-    check_tensor("spikes", spikes)
+    return _first_spike_times("spikes", spikes, no_spike_value)
+
+
+def _first_spike_times(name: str, spikes: Tensor, no_spike_value: float = float("inf")) -> Tensor:
+    """:func:`get_first_spike_times` whose messages call the spikes ``name`` (the caller's
+    parameter)."""
+    check_tensor(name, spikes)
     if spikes.dim() == 0:
-        raise ValueError("spikes must have a time dimension [T, ...], got a 0-D tensor")
-    check_binary("spikes", spikes)
+        raise ValueError(f"{name} must have a time dimension [T, ...], got a 0-D tensor")
+    if isinstance(no_spike_value, bool) or not isinstance(no_spike_value, numbers.Real):
+        raise TypeError(f"no_spike_value must be a real number, got {type(no_spike_value).__name__} {no_spike_value!r}")
+    if math.isnan(no_spike_value):
+        raise ValueError("no_spike_value must not be NaN (use inf, the default, for 'never fired'), got nan")
+    check_binary(name, spikes)
     dtype = spikes.dtype if spikes.is_floating_point() else torch.float32
     fired = spikes != 0
     if spikes.shape[0] == 0:
@@ -129,22 +143,40 @@ def extract_receptive_field_times(
     Tensor
         ``[C_in, kernel_size, kernel_size]``, ``inf`` outside the input.
     """
+    return _receptive_field_times(pre_spike_times, post_y, post_x, kernel_size, stride, padding)
+
+
+def _receptive_field_times(
+    pre_spike_times: Tensor,
+    y: int,
+    x: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    names: Tuple[str, str] = ("post_y", "post_x"),
+) -> Tensor:
+    """:func:`extract_receptive_field_times` whose messages call the output position
+    ``names`` (the caller's parameters, e.g. ``("winner_y", "winner_x")``)."""
     check_tensor("pre_spike_times", pre_spike_times, 3, "[C_in, H, W]")
-    check_spike_times("pre_spike_times", pre_spike_times)
     kernel_size, stride, padding = _check_geometry(kernel_size, stride, padding)
+    check_spike_times("pre_spike_times", pre_spike_times)
     _, height, width = pre_spike_times.shape
-    out_h = conv_output_size(height, kernel_size, stride, padding)
-    out_w = conv_output_size(width, kernel_size, stride, padding)
-    post_y = check_int("post_y", post_y, minimum=0)
-    post_x = check_int("post_x", post_x, minimum=0)
-    if post_y >= out_h or post_x >= out_w:
+    out_shape = (conv_output_size(height, kernel_size, stride, padding),
+                 conv_output_size(width, kernel_size, stride, padding))
+    if min(out_shape) < 1:
         raise ValueError(
-            f"(post_y, post_x) must lie in the output map of shape ({out_h}, {out_w}), "
-            f"got ({post_y}, {post_x})"
+            f"kernel_size {kernel_size} with padding {padding} does not fit pre_spike_times of spatial size "
+            f"{height}x{width}"
         )
-    index = torch.tensor([post_y], device=pre_spike_times.device)
+    y, x = (check_int(name, value, minimum=0) for name, value in zip(names, (y, x)))
+    if y >= out_shape[0] or x >= out_shape[1]:
+        raise ValueError(
+            f"({names[0]}, {names[1]}) must lie in the output map of shape {out_shape} (a {kernel_size}x{kernel_size} "
+            f"convolution with stride {stride}, padding {padding} over {height}x{width}), got ({y}, {x})"
+        )
+    index = torch.tensor([y], device=pre_spike_times.device)
     zero = torch.zeros(1, dtype=torch.long, device=pre_spike_times.device)
     return gather_receptive_field_times(
-        pre_spike_times[None], zero, index, torch.tensor([post_x], device=index.device),
+        pre_spike_times[None], zero, index, torch.tensor([x], device=index.device),
         kernel_size, stride, padding,
     )[0]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import (
+    check_bool,
     check_enum,
     check_float,
     check_int,
@@ -91,6 +92,8 @@ class WTAConfig:
     def __post_init__(self) -> None:
         self.mode = check_enum("mode", self.mode, WTAMode)
         self.local_radius = check_int("local_radius", self.local_radius, minimum=0)
+        check_bool("enable_homeostasis", self.enable_homeostasis)
+        check_bool("track_statistics", self.track_statistics)
         self.target_rate = check_float("target_rate", self.target_rate, minimum=0.0, maximum=1.0)
         self.homeostasis_lr = check_float("homeostasis_lr", self.homeostasis_lr, minimum=0.0)
         self.threshold_min = check_float("threshold_min", self.threshold_min, minimum=0.0, strict_min=True)
@@ -101,8 +104,7 @@ class WTAConfig:
             )
         if self.k_winners is not None:
             self.k_winners = check_int("k_winners", self.k_winners, minimum=1)
-        if not isinstance(self.pointwise_inhibition, bool):
-            raise TypeError(f"pointwise_inhibition must be a bool, got {self.pointwise_inhibition!r}")
+        check_bool("pointwise_inhibition", self.pointwise_inhibition)
 
 
 def _candidate_rank(spike_times: Tensor, potentials: Tensor) -> Tensor:
@@ -205,8 +207,7 @@ def select_winners(
     radius = check_int("radius", radius, minimum=0)
     if k_winners is not None:
         k_winners = check_int("k_winners", k_winners, minimum=1)
-    if not isinstance(pointwise, bool):
-        raise TypeError(f"pointwise must be a bool, got {type(pointwise).__name__}")
+    check_bool("pointwise", pointwise)
 
     if spike_times.shape[0] == 0 or spike_times[0].numel() == 0:
         return torch.zeros_like(spike_times, dtype=torch.bool)
