@@ -128,7 +128,7 @@ class FirstSpikeLearner(ABC):
             synapse.register_forward_hook(self._on_synapse),
             sn.register_forward_hook(self._on_neuron),
         ]
-        self._bounds_checked = False
+        self._weights_checked = False
 
     @property
     def config(self) -> STDPConfig:
@@ -233,12 +233,27 @@ class FirstSpikeLearner(ABC):
             None if potential is None else as_feature_maps(potential, "recorded membrane", time_major=True),
         )
 
-    def _warn_out_of_bounds(self) -> None:
-        if self._bounds_checked:
+    def _check_weights_once(self) -> None:
+        """Refuse a synapse whose weight holds NaN or inf and warn about weights outside the
+        bounds, once per learner, at its first update (both read in one transfer).
+
+        This is where weights enter from the user's model: afterwards only the learner's
+        updates (which keep them finite and within the bounds) or the user change them, so
+        the check is not repeated per step. Not at construction: the weights are often
+        drawn after it (``initialize_weights``, ``attach(..., initialize_weights=True)``).
+        """
+        if self._weights_checked:
             return
-        self._bounds_checked = True
         weight = self.synapse.weight.detach()
-        if bool(((weight < self.config.weight_min) | (weight > self.config.weight_max)).any()):
+        outside = (weight < self.config.weight_min) | (weight > self.config.weight_max)
+        finite, inside = torch.stack((torch.isfinite(weight).all(), ~outside.any())).tolist()
+        if not finite:
+            raise ValueError(
+                f"{self.name}: synapse.weight must be finite, got a tensor with NaN or inf entries; "
+                "call initialize_weights() or attach(..., initialize_weights=True) before learning"
+            )
+        self._weights_checked = True
+        if not inside:
             warnings.warn(
                 f"{self.name}: weights lie outside [{self.config.weight_min}, {self.config.weight_max}] "
                 "(the multiplicative rule cannot move a weight off a bound); call initialize_weights() "
@@ -260,11 +275,12 @@ class FirstSpikeLearner(ABC):
     def _update_(self, weights: Tensor, scale: float) -> bool:
         """Apply the recorded window's STDP update to ``weights`` (the synapse's weight or a
         copy, ``[C_out, C_in, k, k]``) in place; ``False`` when nothing was recorded."""
+        if self._post:
+            self._check_weights_once()
         window = self._window()
         if window is None:
             return False
         pre, post, potential = window
-        self._warn_out_of_bounds()
         post_times, self.winner_mask = self._winners(post, potential)
         pre_times, _ = first_spike_times(pre, backend=self.backend)
         cfg = self.config
@@ -275,7 +291,7 @@ class FirstSpikeLearner(ABC):
                 group=self.process_group,
             )
         except ValueError as error:
-            raise ValueError(f"{self.name}: the recorded spikes do not fit the synapse: {error}") from error
+            raise ValueError(f"{self.name}: the recorded window cannot update synapse.weight: {error}") from error
         return True
 
     def _checked_scale(self, scale: float) -> float:
