@@ -198,7 +198,7 @@ class WTAInhibition(nn.Module):
                 )
         check_same_device(spikes=spikes, membrane=membrane, pre_reset_membrane=pre_reset_membrane)
         potential = membrane if pre_reset_membrane is None else pre_reset_membrane
-        check_not_nan("membrane", potential)
+        check_not_nan("membrane" if pre_reset_membrane is None else "pre_reset_membrane", potential)
         fired = self._fired(spikes, potential, threshold)
         multi_step = spikes.dim() == 5
         if multi_step:

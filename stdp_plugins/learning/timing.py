@@ -165,8 +165,8 @@ def _receptive_field_times(
                  conv_output_size(width, kernel_size, stride, padding))
     if min(out_shape) < 1:
         raise ValueError(
-            f"kernel_size {kernel_size} with padding {padding} does not fit pre_spike_times of spatial size "
-            f"{height}x{width}"
+            f"kernel_size must fit the padded input {height + 2 * padding}x{width + 2 * padding} "
+            f"(pre_spike_times {height}x{width}, padding {padding}), got {kernel_size}"
         )
     y, x = (check_int(name, value, minimum=0) for name, value in zip(names, (y, x)))
     if y >= out_shape[0] or x >= out_shape[1]:
