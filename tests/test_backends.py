@@ -15,6 +15,7 @@ from stdp_plugins.backends import (
     BACKENDS,
     IMPLEMENTATIONS,
     available_backends,
+    cupy_available,
     first_spike_conv,
     first_spike_times,
     native_available,
@@ -30,10 +31,16 @@ CPU = torch.device("cpu")
 needs_native = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler for the native library")
 
 
+def cpu_backends(operation):
+    """The installed implementations of ``operation`` that run CPU tensors."""
+    return tuple(backend for backend in available_backends(operation) if backend != "cupy")
+
+
 def test_native_library_builds_where_a_compiler_exists():
     if shutil.which("cc") is not None:
         assert native_available()
-        assert available_backends("select_winners") == ("torch", "native")
+        assert available_backends("select_winners")[:2] == ("torch", "native")
+    assert ("cupy" in available_backends("select_winners")) == cupy_available()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +76,7 @@ def test_first_spike_times_native_equals_torch_on_digits(layer1, cumulative):
 def test_first_spike_times_hand_computed():
     spikes = torch.tensor([[0, 1, 0], [1, 1, 0], [1, 0, 0]], dtype=torch.bool)  # [T=3, 3 neurons]
     values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
-    for backend in available_backends("first_spike_times"):
+    for backend in cpu_backends("first_spike_times"):
         times, at = first_spike_times(spikes, values, backend=backend)
         assert times.tolist() == [1.0, 0.0, INF] and at.tolist() == [4.0, 2.0, 0.0]
         _, summed = first_spike_times(spikes, values, cumulative=True, backend=backend)
@@ -96,7 +103,7 @@ def test_select_winners_native_equals_torch_on_digits(layer1, mode, radius, k, p
 def test_select_winners_pointwise_hand_computed():
     # one position, three channels: channel 1 fires first; channel 0 and 2 tie later
     times = torch.tensor([2.0, 1.0, 2.0]).view(1, 3, 1, 1)
-    for backend in available_backends("select_winners"):
+    for backend in cpu_backends("select_winners"):
         mask = select_winners(times, None, WTAMode.GLOBAL, 0, None, pointwise=True, backend=backend)
         assert mask.view(-1).tolist() == [False, True, False]
         mask = select_winners(times, None, WTAMode.GLOBAL, 0, None, backend=backend)

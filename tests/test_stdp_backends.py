@@ -1,7 +1,8 @@
 """The dispatched batch STDP update: dispatch, torch path, native path, CUDA source and
 CuPy path.
 
-CPU tests run everywhere (the native path wherever a C compiler exists). The CUDA source is compiled with nvcc when nvcc is on PATH.
+CPU tests run everywhere (the native path wherever a C compiler exists); the kernels' host
+build and nvcc compilation are tested in ``test_cuda_host.py`` and ``test_cuda_compile.py``.
 Tests marked ``gpu`` compare the CuPy path with the torch path on a CUDA device and are
 the only ones that skip (without a GPU, or without CuPy).
 """
@@ -9,15 +10,9 @@ the only ones that skip (without a GPU, or without CuPy).
 from __future__ import annotations
 
 import math
-import re
-import shutil
-import subprocess
 from dataclasses import dataclass, replace
-from importlib import resources
-from pathlib import Path
 from typing import Dict, Optional, Union
 
-import numpy
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,16 +22,8 @@ from stdp_plugins.backends import (
     BACKENDS,
     cupy_available,
     fused_winner_update,
-    kernel_source,
     native_available,
     resolve_backend,
-)
-from stdp_plugins.backends._cupy import (
-    KERNEL_FILE,
-    KERNEL_NAME,
-    KERNEL_PARAMETERS,
-    kernel_arguments,
-    launch_plan,
 )
 from stdp_plugins.learning import STDPConfig, STDPVariant, channel_convergence, conv_output_size, sequential_stdp_update_
 
@@ -161,7 +148,7 @@ def test_auto_picks_native_on_cpu_and_explicit_backends_are_reached():
     assert resolve_backend("stdp_update", "auto", cpu, {"native": "float64"}) == "torch"
     with pytest.raises(ValueError, match=r"backend='native' cannot run stdp_update here: float64"):
         resolve_backend("stdp_update", "native", cpu, {"native": "float64"})
-    with pytest.raises(ValueError, match=r"backend='cupy' does not implement select_winners"):
+    with pytest.raises(ValueError, match=r"backend='cupy' runs on cuda tensors, got tensors on cpu"):
         resolve_backend("select_winners", "cupy", cpu)
 
 
@@ -313,80 +300,6 @@ def test_kernel_too_large_for_input_raises():
                 STDPConfig(), 0.1, 0.1, 1, 0)
     with pytest.raises(ValueError, match=r"smaller than a 5x5 kernel with padding 0"):
         case.run("torch")
-
-
-# --------------------------------------------------------------------------- CUDA source (nvcc)
-
-NVCC = shutil.which("nvcc")
-needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
-CU_FILES = sorted(Path(str(resources.files("stdp_plugins.backends"))).joinpath("cuda").glob("*.cu"))
-
-
-def test_kernel_source_ships_with_the_package():
-    assert [p.name for p in CU_FILES] == [KERNEL_FILE]
-    assert f'extern "C" __global__ void {KERNEL_NAME}(' in kernel_source()
-
-
-@needs_nvcc
-@pytest.mark.parametrize("source", CU_FILES, ids=lambda p: p.name)
-def test_cuda_source_compiles_with_nvcc(source, tmp_path):
-    result = subprocess.run(
-        [NVCC, "--cubin", "-arch=sm_80", "-Werror", "all-warnings", str(source), "-o", str(tmp_path / "out.cubin")],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.cubin").stat().st_size > 0
-
-
-def _declared_parameter_names(source: str) -> list:
-    """Names of the entry point's parameters, read from the C declaration."""
-    match = re.search(rf"void\s+{KERNEL_NAME}\s*\((.*?)\)\s*\{{", source, re.S)
-    assert match is not None
-    declaration = re.sub(r"//[^\n]*", "", match.group(1))
-    return [re.findall(r"\w+", part)[-1] for part in declaration.split(",")]
-
-
-@needs_nvcc
-def test_launcher_arguments_match_the_compiled_kernel(tmp_path):
-    ptx_path = tmp_path / "kernel.ptx"
-    subprocess.run([NVCC, "--ptx", str(CU_FILES[0]), "-o", str(ptx_path)], check=True, capture_output=True)
-    ptx = ptx_path.read_text()
-    entry = re.search(rf"\.entry\s+{KERNEL_NAME}\s*\((.*?)\)", ptx, re.S)
-    assert entry is not None, "the PTX has no unmangled entry point of that name"
-    ptx_types = re.findall(r"\.param\s+\.(\w+)", entry.group(1))
-    expected_types = {"pointer": "u64", "int": "u32", "float": "f32"}
-    assert ptx_types == [expected_types[kind] for _, kind in KERNEL_PARAMETERS]
-    assert _declared_parameter_names(kernel_source()) == [name for name, _ in KERNEL_PARAMETERS]
-
-
-def test_launch_plan_fills_every_kernel_parameter_with_its_c_type():
-    config = STDPConfig.from_paper("kheradpisheh2018")
-    grid, scalars = launch_plan((32, 2, 5, 5), (64, 2, 28, 28), (64, 32, 28, 28), config, 0.004, 0.003, 1, 2, True)
-    assert grid == (32, 49)  # 64 * 28 * 28 positions per channel, 1024 per block
-    pointers = {name: object() for name, kind in KERNEL_PARAMETERS if kind == "pointer"}
-    arguments = kernel_arguments({**pointers, **scalars})
-    c_types = {"int": numpy.int32, "float": numpy.float32}
-    for (name, kind), value in zip(KERNEL_PARAMETERS, arguments):
-        assert value is pointers[name] if kind == "pointer" else type(value) is c_types[kind], name
-    named = dict(zip((name for name, _ in KERNEL_PARAMETERS), arguments))
-    assert (named["batch"], named["in_channels"], named["height"], named["out_width"]) == (64, 2, 28, 28)
-    assert (named["kernel_size"], named["stride"], named["padding"]) == (5, 1, 2)
-    assert (named["use_mask"], named["use_learning_rates"], named["multiplicative"]) == (1, 0, 1)
-    assert named["lr_plus"] == numpy.float32(0.004) and named["weight_max"] == numpy.float32(1.0)
-
-
-def test_launch_plan_with_tensor_rates_and_huge_batch():
-    config = STDPConfig(variant=STDPVariant.ADDITIVE)
-    grid, scalars = launch_plan((3, 1, 2, 2), (10**6, 1, 65, 65), (10**6, 3, 64, 64), config, None, None, 1, 0, False)
-    assert grid == (3, 65535)
-    assert (scalars["use_learning_rates"], scalars["lr_plus"], scalars["use_mask"], scalars["multiplicative"]) == (
-        True, 0.0, False, False)
-
-
-def test_kernel_arguments_need_exactly_the_kernel_parameters():
-    with pytest.raises(ValueError, match=r"missing \['batch'.*unknown \['batches'\]"):
-        values = {name: 0 for name, _ in KERNEL_PARAMETERS if name != "batch"}
-        kernel_arguments({**values, "batches": 1})
 
 
 # --------------------------------------------------------------------------- CuPy path (GPU)

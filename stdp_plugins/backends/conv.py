@@ -10,6 +10,8 @@ never fired. Two exact implementations give the same times and potentials:
   input at every time step (any device; the reference).
 - ``"native"``: the event-driven C kernel (:mod:`._conv_native`), work proportional to the
   number of input spikes (CPU).
+- ``"cupy"``: the CUDA kernel ``cuda/first_spike_conv.cu``, one thread per neuron reading
+  its receptive field once (:mod:`._cupy_ops`).
 
 Potentials are sums of float32 weights in float64, which are exact, so both agree bit for
 bit. :func:`first_spike_conv_winners` also picks each image's learning winners,
@@ -27,11 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..learning import STDPConfig, WTAMode
-from ..learning import select_winners as _core_select_winners
 from ..learning._checks import check_enum, check_float, check_int, check_spike_times, check_tensor
 from ..learning.convergence import channel_convergence
 from ..learning.timing import conv_output_size
 from ._conv_native import event_training_step_, run_event_kernel, winner_mask_of
+from ._cupy_ops import MAX_CONV_STEPS, launch_first_spike_conv
 from .dispatch import resolve_backend
 from ._native import NEVER
 from .stdp import fused_winner_update
@@ -49,8 +51,10 @@ __all__ = [
 def _backend(backend: str, in_times: Tensor, time_steps: int) -> str:
     """The implementation of the first-spike convolution for these inputs."""
     too_long = f"time_steps must be < {NEVER} for its uint8 spike codes, got {time_steps}"
+    too_long_for_cuda = f"its kernel takes time_steps <= {MAX_CONV_STEPS}, got {time_steps}"
     return resolve_backend("first_spike_conv", backend, in_times.device,
-                           {"native": too_long if time_steps >= NEVER else None})
+                           {"native": too_long if time_steps >= NEVER else None,
+                            "cupy": too_long_for_cuda if time_steps > MAX_CONV_STEPS else None})
 
 
 def check_layer(in_times: Tensor, weight: Tensor, threshold: float, padding: int, time_steps: int):
@@ -130,6 +134,13 @@ def dense_first_spike_conv(
     return torch.cat(times_out), torch.cat(pots_out)
 
 
+def _dense_or_cupy(chosen: str, in_times: Tensor, weight: Tensor, threshold: float, padding: int,
+                   time_steps: int) -> Tuple[Tensor, Tensor]:
+    """Times and potentials of a layer on the torch (``chosen="torch"``) or the CuPy path."""
+    layer = launch_first_spike_conv if chosen == "cupy" else dense_first_spike_conv
+    return layer(in_times, weight, threshold, padding, time_steps)
+
+
 def first_spike_conv(
     in_times: Tensor,
     weight: Tensor,
@@ -162,12 +173,13 @@ def first_spike_conv(
         Float64 potential at the first spike, 0 for silent neurons.
     """
     threshold, padding, time_steps, out_size = check_layer(in_times, weight, threshold, padding, time_steps)
-    if _backend(backend, in_times, time_steps) == "native":
+    chosen = _backend(backend, in_times, time_steps)
+    if chosen == "native":
         times, pots, *_ = run_event_kernel(in_times, weight, threshold, padding, time_steps, out_size, potentials,
                                            False, None)
         times = times.contiguous(memory_format=memory_format)
         return times, pots.contiguous(memory_format=memory_format) if potentials else None
-    times, pots = dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
+    times, pots = _dense_or_cupy(chosen, in_times, weight, threshold, padding, time_steps)
     times = times.contiguous(memory_format=memory_format)
     return times, pots.contiguous(memory_format=memory_format) if potentials else None
 
@@ -196,12 +208,13 @@ def first_spike_conv_pointwise(
         int64 ``[N, H_out, W_out]``, the surviving channel, ``-1`` where nothing fired.
     """
     threshold, padding, time_steps, out_size = check_layer(in_times, weight, threshold, padding, time_steps)
-    if _backend(backend, in_times, time_steps) == "native":
+    chosen = _backend(backend, in_times, time_steps)
+    if chosen == "native":
         times, potentials, survivor, *_ = run_event_kernel(in_times, weight, threshold, padding, time_steps,
                                                            out_size, True, True, None)
         return times.contiguous(), potentials.contiguous(), survivor.to(torch.int64)
-    times, potentials = dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
-    survivors = _core_select_winners(times, potentials, WTAMode.LOCAL, 0)
+    times, potentials = _dense_or_cupy(chosen, in_times, weight, threshold, padding, time_steps)
+    survivors = select_winners(times, potentials, WTAMode.LOCAL, 0, backend=chosen)
     survivor = torch.where(survivors.any(dim=1), survivors.to(torch.uint8).argmax(dim=1), -1)
     return times, potentials, survivor
 
@@ -244,9 +257,9 @@ def first_spike_conv_winners(
     threshold, padding, time_steps, out_size = check_layer(in_times, weight, threshold, padding, time_steps)
     rule = _winner_rule(mode, radius, k_winners)
     chosen = _backend(backend, in_times, time_steps)
-    if chosen == "torch":
-        times, potentials = dense_first_spike_conv(in_times, weight, threshold, padding, time_steps)
-        return times, select_winners(times, potentials, *rule, pointwise=True, backend="torch")
+    if chosen != "native":
+        times, potentials = _dense_or_cupy(chosen, in_times, weight, threshold, padding, time_steps)
+        return times, select_winners(times, potentials, *rule, pointwise=True, backend=chosen)
     times, _, _, flat, _ = run_event_kernel(in_times, weight, threshold, padding, time_steps, out_size, False,
                                             False, rule)
     return times, winner_mask_of(flat, times.shape)

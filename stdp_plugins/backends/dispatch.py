@@ -23,10 +23,10 @@ BACKENDS: Tuple[str, ...] = ("auto", "torch", "native", "cupy")
 """Accepted values of every ``backend`` argument."""
 
 IMPLEMENTATIONS: Dict[str, Tuple[str, ...]] = {
-    "first_spike_times": ("torch", "native"),
-    "select_winners": ("torch", "native"),
+    "first_spike_times": ("torch", "native", "cupy"),
+    "select_winners": ("torch", "native", "cupy"),
     "stdp_update": ("torch", "native", "cupy"),
-    "first_spike_conv": ("torch", "native"),
+    "first_spike_conv": ("torch", "native", "cupy"),
     "fire_once": ("torch", "native"),
     "first_spike_only": ("torch", "native"),
 }

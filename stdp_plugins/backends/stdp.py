@@ -21,6 +21,7 @@ from ..learning.convergence import channel_convergence
 from ..learning.batch_stdp import _check_batch_inputs, batch_stdp_update, check_batch_shapes, sequential_stdp_update_
 from ..learning.stdp import STDPConfig, STDPVariant
 from ._cupy import launch_fused_update
+from ._cupy_ops import launch_sequential_update
 from .dispatch import resolve_backend
 from ._native import native_library
 
@@ -98,8 +99,7 @@ def _native(weights: Tensor, pre: Tensor, post: Tensor, mask: Optional[Tensor], 
 def _unsupported(weights: Tensor, reduction: str) -> dict:
     """Why the native and CuPy implementations cannot run these inputs, per backend."""
     dtype = None if weights.dtype == torch.float32 else f"they need float32 weights, got {weights.dtype}"
-    return {"native": dtype, "cupy": dtype or (
-        "it implements reduction='mean' only" if reduction == "sequential" else None)}
+    return {"native": dtype, "cupy": dtype}
 
 
 def fused_winner_update(
@@ -142,8 +142,7 @@ def fused_winner_update(
         Geometry of the convolution that produced ``post_spike_times``.
     backend : {"auto", "torch", "native", "cupy"}
         Implementation (see :func:`~stdp_plugins.backends.resolve_backend`): native for
-        float32 CPU weights, CuPy for float32 CUDA weights with ``reduction="mean"``,
-        torch otherwise.
+        float32 CPU weights, CuPy for float32 CUDA weights, torch otherwise.
     reduction : {"mean", "sequential"}
         ``"mean"``: one step per batch, each channel's winners averaged. ``"sequential"``:
         the samples' steps one after another, each averaged over that sample's winners and
@@ -166,8 +165,8 @@ def fused_winner_update(
 
     Notes
     -----
-    The CuPy implementation runs one kernel launch on torch's current stream and never
-    synchronises; it therefore does not check values (NaN or negative times, negative
+    The CuPy implementation runs one kernel launch on torch's current stream
+    (``cuda/fused_stdp.cu`` or ``cuda/sequential_stdp.cu``) and never synchronises; it therefore does not check values (NaN or negative times, negative
     tensor learning rates), which the others reject. All three are deterministic.
     """
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
@@ -179,8 +178,9 @@ def fused_winner_update(
     lr_plus = config.lr_plus if lr_plus is None else check_learning_rate("lr_plus", lr_plus)
     lr_minus = config.lr_minus if lr_minus is None else check_learning_rate("lr_minus", lr_minus)
     if chosen == "cupy":
-        return launch_fused_update(weights, pre_spike_times, post_spike_times, winner_mask, config,
-                                   lr_plus, lr_minus, stride, padding)
+        run_kernel = launch_fused_update if reduction == "mean" else launch_sequential_update
+        return run_kernel(weights, pre_spike_times, post_spike_times, winner_mask, config, lr_plus, lr_minus,
+                          stride, padding)
     if chosen == "native":  # the torch path checks the values itself
         _check_batch_inputs(weights, pre_spike_times, post_spike_times, winner_mask, stride, padding)
     with torch.no_grad():

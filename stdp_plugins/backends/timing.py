@@ -12,6 +12,7 @@ from torch import Tensor
 from ..learning._checks import check_same_device, check_tensor
 from ..learning.timing import get_first_spike_times
 from .dispatch import resolve_backend
+from ._cupy_ops import launch_first_spike_times
 from ._native import native_library
 from ._threads import parallel_ranges
 
@@ -93,7 +94,7 @@ def first_spike_times(
     cumulative : bool
         Sum ``values`` up to and including the first-spike step (rounded like torch's
         ``cumsum``) instead of reading that step alone.
-    backend : {"auto", "torch", "native"}
+    backend : {"auto", "torch", "native", "cupy"}
         Implementation (see :func:`~stdp_plugins.backends.resolve_backend`).
 
     Returns
@@ -110,4 +111,6 @@ def first_spike_times(
     chosen = resolve_backend("first_spike_times", backend, spikes.device)
     if chosen == "native":
         return _native(spikes, values, cumulative)
+    if chosen == "cupy":
+        return launch_first_spike_times(spikes, values, cumulative)
     return _torch(spikes, values, cumulative)

@@ -12,6 +12,7 @@ from ..learning._checks import check_enum, check_int, check_not_nan
 from ..learning.wta import WTAMode, _checked_times_and_potentials
 from ..learning.wta import select_winners as _core_select_winners
 from .dispatch import resolve_backend
+from ._cupy_ops import check_winner_inputs, launch_select_winners
 from ._native import native_library, wta_mode_bits
 from ._threads import parallel_ranges
 
@@ -66,23 +67,28 @@ def select_winners(
         Pointwise inhibition first: at each position only the earliest neuron (ties to
         the highest potential, then the lowest channel) remains a candidate, as in
         Kheradpisheh et al. / SpykeTorch before the k-winner selection.
-    backend : {"auto", "torch", "native"}
-        Implementation (see :func:`~stdp_plugins.backends.resolve_backend`).
+    backend : {"auto", "torch", "native", "cupy"}
+        Implementation (see :func:`~stdp_plugins.backends.resolve_backend`). The CuPy
+        one checks shapes but not values (it never synchronises).
 
     Returns
     -------
     Tensor
         Bool ``[N, C, H, W]`` on the device of ``spike_times``.
     """
-    potentials_checked = _checked_times_and_potentials(spike_times, potentials)
-    if potentials is not None:
-        check_not_nan("potentials", potentials_checked)
     mode = check_enum("mode", mode, WTAMode)
     radius = check_int("radius", radius, minimum=0)
     if k_winners is not None:
         k_winners = check_int("k_winners", k_winners, minimum=1)
     if not isinstance(pointwise, bool):
         raise TypeError(f"pointwise must be a bool, got {type(pointwise).__name__}")
-    if resolve_backend("select_winners", backend, spike_times.device) == "native":
+    check_winner_inputs(spike_times, potentials)
+    chosen = resolve_backend("select_winners", backend, spike_times.device)
+    if chosen == "cupy":
+        return launch_select_winners(spike_times, potentials, wta_mode_bits(mode), radius, k_winners, pointwise)
+    potentials_checked = _checked_times_and_potentials(spike_times, potentials)
+    if potentials is not None:
+        check_not_nan("potentials", potentials_checked)
+    if chosen == "native":
         return _native(spike_times, potentials, mode, radius, k_winners, pointwise)
     return _core_select_winners(spike_times, potentials, mode, radius, k_winners, pointwise=pointwise)

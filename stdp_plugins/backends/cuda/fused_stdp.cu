@@ -8,8 +8,9 @@
 //   winner  = (no mask or mask set) and t_post finite
 //   synapse i of winner potentiates  <=>  its input lies inside the map and t_pre <= t_post
 //   fraction[c, i] = potentiating winners of channel c / winners of channel c
-//   delta[c, i]    = f(w) * ((a+ + a-) * fraction - a-)      (0 for channels without winners)
+//   delta[c, i]    = f(w) * (s * fraction - m)               (0 for channels without winners)
 //   f(w)           = (w - weight_min) * (weight_max - w)  or  1 (additive)
+//   s = a+ + a- and m = a- in float32, every operation rounded separately (no FMA).
 //
 // Grid (C_out, G), blocks of a multiple of 32 threads.
 // Phase 1, every block (c, g): scan a strided share of channel c's N * H_out * W_out output
@@ -25,7 +26,7 @@
 //
 // workspace (int32, zero on entry): counts [C_out, C_in*k*k] | wins [C_out] | arrivals [C_out].
 // Tensors are contiguous; winner_mask is read only when use_mask != 0 and learning_rates
-// ([a+, a-], float32 on the device) only when use_learning_rates != 0.
+// ([s, m], float32 on the device) only when use_learning_rates != 0.
 
 #define FULL_WARP 0xffffffffu
 
@@ -36,10 +37,10 @@ extern "C" __global__ void fused_stdp_update(
     const float* __restrict__ pre_times,          // [N, C_in, H, W]
     const float* __restrict__ post_times,         // [N, C_out, H_out, W_out]
     const unsigned char* __restrict__ winner_mask,  // [N, C_out, H_out, W_out], 0 or 1
-    const float* __restrict__ learning_rates,     // [2]: a+, a-
+    const float* __restrict__ learning_rates,     // [2]: s, m
     const int use_mask,
     const int use_learning_rates,
-    const float lr_plus,
+    const float rate_sum,                         // s = a+ + a- (rounded once to float32)
     const float lr_minus,
     const float weight_min,
     const float weight_max,
@@ -126,17 +127,17 @@ extern "C" __global__ void fused_stdp_update(
     __threadfence();
 
     const int channel_wins = __ldcg(wins + channel);
-    const float a_plus = use_learning_rates ? learning_rates[0] : lr_plus;
-    const float a_minus = use_learning_rates ? learning_rates[1] : lr_minus;
+    const float s = use_learning_rates ? learning_rates[0] : rate_sum;
+    const float m = use_learning_rates ? learning_rates[1] : lr_minus;
     const float span = weight_max - weight_min;
     float* kernel = weights + (long long)channel * synapses;
     float spread = 0.0f;
     for (int i = threadIdx.x; i < synapses; i += blockDim.x) {
         float w = kernel[i];
         if (channel_wins > 0) {
-            const float fraction = (float)__ldcg(counts + i) / (float)channel_wins;
-            const float factor = multiplicative ? (w - weight_min) * (weight_max - w) : 1.0f;
-            w += factor * ((a_plus + a_minus) * fraction - a_minus);
+            const float fraction = __fdiv_rn((float)__ldcg(counts + i), (float)channel_wins);
+            const float factor = multiplicative ? __fmul_rn(__fsub_rn(w, weight_min), __fsub_rn(weight_max, w)) : 1.0f;
+            w = __fadd_rn(w, __fmul_rn(factor, __fsub_rn(__fmul_rn(s, fraction), m)));
         }
         w = fminf(fmaxf(w, weight_min), weight_max);
         kernel[i] = w;
