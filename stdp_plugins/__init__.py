@@ -2,7 +2,8 @@
 
 The learning API (``STDPLearner``, ``WTAInhibition``, ``AdaptiveThreshold``,
 ``ConvergenceTracker`` and the standalone functions) lives in :mod:`stdp_plugins.learning`
-and is re-exported here.
+and is re-exported here, with :func:`~stdp_plugins.serialization.load_weights` (a trained
+network's weights into your own SpikingJelly or snnTorch model).
 """
 
 from .learning import *  # noqa: F401,F403
@@ -19,6 +20,7 @@ from .registry import (
     register_layer,
     register_rule,
 )
+from .serialization import load_weights
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,7 @@ __all__ = [
     "fused_winner_update",
     "get_layer",
     "get_rule",
+    "load_weights",
     "register_layer",
     "register_rule",
 ]

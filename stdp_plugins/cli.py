@@ -3,14 +3,17 @@
 ``stdp-plugins train`` trains the Kheradpisheh (2018) network layer by layer without
 labels, reads it out with a linear SVM and writes into ``--out``:
 
-- ``model.pt``: weights, configuration and the fitted read-out (for ``evaluate``);
+- ``model.pt``: weights, configuration and the fitted read-out (for ``evaluate``, and
+  :func:`~stdp_plugins.serialization.load_weights` into a SpikingJelly or snnTorch model);
 - ``checkpoint.pt``: the training state (for ``--resume``);
 - ``metrics.json``: accuracy, silent-image fraction, convergence per layer, images/s per
   phase and wall time;
 - ``kernels.png`` and ``convergence.png``.
 
 Without ``--data`` the embedded MNIST subset is used: the first 6,000 digits train, the
-last 2,000 test.
+last 2,000 test. ``--config`` takes a network file (TOML or JSON, ``docs/networks.md``) or a
+shipped preset (``mnist``, the default, or ``caltech``); both ``.pt`` files open with
+``torch.load(path, weights_only=True)``.
 
 Started by ``torchrun`` (``WORLD_SIZE`` > 1), ``train`` runs data-parallel
 (:mod:`stdp_plugins.distributed`) with the weights of one process: every rank trains on
@@ -37,6 +40,7 @@ from . import distributed
 from .datasets import DatasetError, load_dataset, load_train_test, shift_images
 from .figures import plot_convergence, plot_layer1_kernels
 from .backends import REDUCTIONS
+from .models.config import PRESETS, load_network_config
 from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from .readout import (
     Featurizer,
@@ -47,14 +51,8 @@ from .readout import (
     shifted_training_set,
     silent_fraction,
 )
-from .training import (
-    CheckpointError,
-    LayerwiseTrainer,
-    TrainConfig,
-    TrainingInterrupted,
-    load_checkpoint,
-    save_checkpoint,
-)
+from .serialization import CheckpointError, checkpoint_weights, load_checkpoint, save_checkpoint
+from .training import LayerwiseTrainer, TrainConfig, TrainingInterrupted
 
 __all__ = ["main", "build_parser", "load_model", "extract_features", "spike_features"]
 
@@ -74,6 +72,14 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
+
+
+def _network_file(text: str) -> KheradpishehConfig:
+    """argparse type: a network file or preset name (:func:`~stdp_plugins.models.config.load_network_config`)."""
+    try:
+        return load_network_config(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _device(name: str) -> torch.device:
@@ -100,33 +106,39 @@ def extract_features(model: KheradpishehNet, images: Tensor, batch_size: int = 5
 
 
 def save_model(path: Path, model: KheradpishehNet, readout: LinearReadout, seed: int, readout_shift: int = 0) -> None:
-    """Write ``model.pt``: configuration, weights, read-out and its shift (see
+    """Write ``model.pt`` (:func:`~stdp_plugins.serialization.save_checkpoint`):
+    configuration, weights ``conv1 .. convN``, read-out and its shift (see
     :func:`~stdp_plugins.readout.predict_shifted`)."""
     save_checkpoint(path, {
         "kind": "model",
         "model_config": model.config.to_dict(),
         "seed": seed,
-        "weights": {"conv1": model.conv1.weight.detach().cpu(), "conv2": model.conv2.weight.detach().cpu()},
+        "weights": {f"conv{layer}": model.weight(layer).detach().cpu() for layer in range(1, model.num_layers + 1)},
         "readout": readout.state_dict(),
         "readout_shift": readout_shift,
     })
 
 
 def load_model(model_dir: Path, device: torch.device) -> Tuple[KheradpishehNet, LinearReadout, int]:
-    """Load the network, read-out and read-out shift that ``train`` wrote into ``model_dir``
-    (models written before the shift existed get 0)."""
+    """Load the network, read-out and read-out shift that ``train`` wrote into ``model_dir``;
+    raises :class:`~stdp_plugins.serialization.CheckpointError` on a damaged or foreign file."""
     path = Path(model_dir) / MODEL_FILE
     payload = load_checkpoint(path)
     try:
         if payload.get("kind") != "model":
             raise CheckpointError(f"{path}: not a trained model file (kind {payload.get('kind')!r})")
         model = KheradpishehNet(KheradpishehConfig(**payload["model_config"]), seed=int(payload["seed"]))
+        weights = checkpoint_weights(payload, str(path))
+        if [tuple(w.shape) for w in weights] != [tuple(w.shape) for w in model.weights()]:
+            raise CheckpointError(f"{path}: weights do not match the network configuration stored with them")
         with torch.no_grad():
-            model.conv1.weight.copy_(payload["weights"]["conv1"])
-            model.conv2.weight.copy_(payload["weights"]["conv2"])
+            for param, saved in zip(model.weights(), weights):
+                param.copy_(saved)
         readout = LinearReadout.from_state_dict(payload["readout"])
-        readout_shift = int(payload.get("readout_shift", 0))
-    except (KeyError, TypeError, RuntimeError) as exc:
+        readout_shift = int(payload["readout_shift"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"{path}: incomplete or malformed model file ({exc!r})") from exc
     return model.to(device), readout, readout_shift
 
@@ -145,7 +157,7 @@ def _convergence_report(trainer: LayerwiseTrainer) -> Dict[str, Dict]:
     model = trainer.model
     threshold = model.config.stdp.convergence_threshold
     report = {}
-    for layer in (1, 2):
+    for layer in range(1, model.num_layers + 1):
         metric = model.convergence(layer)
         report[f"layer{layer}"] = {
             "metric": metric,
@@ -184,18 +196,22 @@ def _train_in(args: argparse.Namespace, device: torch.device, group: Optional[An
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     (train_x, train_y), test, source = _datasets(args)
-    epochs = tuple(args.epochs) if len(args.epochs) == 2 else (args.epochs[0], args.epochs[0])
+    network = args.config if args.config is not None else KheradpishehConfig()
+    try:
+        network.feature_shape(*train_x.shape[1:])
+    except ValueError as exc:
+        raise DatasetError(f"{source}: the images do not fit the network: {exc}") from None
     config = TrainConfig(
-        batch_size=args.batch_size, reduction=args.reduction, epochs=epochs,
+        batch_size=args.batch_size, reduction=args.reduction, epochs=tuple(args.epochs),
         stop_at_convergence=args.stop_at_convergence, seed=args.seed,
         checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
     )
-    model = KheradpishehNet(seed=args.seed).to(device)
+    model = KheradpishehNet(network, seed=args.seed).to(device)
     trainer = LayerwiseTrainer(model, train_x, config, out / CHECKPOINT_FILE, group)
     if args.resume:
         trainer.resume()
         if rank == 0:
-            print(f"resumed from {out / CHECKPOINT_FILE} (layer {min(trainer.state.phase, 2)}, "
+            print(f"resumed from {out / CHECKPOINT_FILE} (layer {min(trainer.state.phase, model.num_layers)}, "
                   f"{sum(trainer.state.images_seen)} images trained)")
     encode_start = time.perf_counter()
     trainer.layer_inputs(1)
@@ -233,8 +249,7 @@ def _train_in(args: argparse.Namespace, device: torch.device, group: Optional[An
         "convergence": _convergence_report(trainer),
         "images_per_second": {
             "encoding": encode_rate,
-            "layer1_training": rates["layer1"],
-            "layer2_training": rates["layer2"],
+            **{f"{layer}_training": rate for layer, rate in rates.items()},
             "feature_extraction": feature_rate if shared_rate is None else shared_rate,
         },
         "readout_fit_seconds": readout_seconds,
@@ -343,8 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--reduction", choices=REDUCTIONS, default=TrainConfig.reduction,
                        help="apply a batch's STDP steps one image after another (sequential) or "
                             "as one per-channel average (mean)")
-    train.add_argument("--epochs", type=int, nargs="+", default=list(TrainConfig.epochs), metavar="E",
-                       help="epoch budget: one value for both layers or two (layer 1, layer 2)")
+    train.add_argument("--config", type=_network_file, metavar="FILE",
+                       help="the network: a TOML or JSON network file, or a preset "
+                            f"({', '.join(PRESETS)}; default: mnist)")
+    train.add_argument("--epochs", type=int, nargs="+", metavar="E",
+                       help="epoch budget: one value for every layer or one per layer (default: 3 20 for a "
+                            "two-layer network, 3 per layer otherwise)")
     train.add_argument("--stop-at-convergence", action="store_true",
                        help="end a layer as soon as its convergence metric is below the preset's 0.01")
     train.add_argument("--seed", type=int, default=0)
@@ -393,8 +412,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "train":
         if args.batch_size < 1:
             parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
-        if len(args.epochs) not in (1, 2) or min(args.epochs) < 0:
-            parser.error(f"--epochs takes one or two non-negative integers, got {args.epochs}")
+        layers = (args.config or KheradpishehConfig()).num_layers
+        if args.epochs is None:
+            args.epochs = list(TrainConfig.epochs) if len(TrainConfig.epochs) == layers else [TrainConfig.epochs[0]]
+        if len(args.epochs) not in (1, layers) or min(args.epochs) < 0:
+            parser.error(f"--epochs takes one non-negative integer or {layers} (one per layer), got {args.epochs}")
         if args.checkpoint_every < 0:
             parser.error(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
         if not args.dist_timeout > 0:

@@ -1,6 +1,7 @@
 """Layer-wise unsupervised training of the reference network, with exact resumption.
 
-:class:`LayerwiseTrainer` trains layer 1, then layer 2, on mini-batches of images: every
+:class:`LayerwiseTrainer` trains layer 1, then layer 2, and so on up to the network's
+:attr:`~stdp_plugins.models.kheradpisheh.KheradpishehNet.num_layers`, on mini-batches of images: every
 image of a batch is run with the same weights, then the images' STDP steps are applied one
 after another (or averaged into one step, ``reduction="mean"``; see
 :func:`~stdp_plugins.backends.fused_winner_update`), so batch size 1 is the exact
@@ -8,10 +9,11 @@ one-image-at-a-time algorithm. A layer stops after its epoch
 budget or, when ``stop_at_convergence``, as soon as its convergence metric falls below
 the preset's threshold (0.01).
 
-Checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) are single files written
-atomically (temporary file, then ``os.replace``) with a header holding a magic string, the
-format version, the payload length and its SHA-256; a truncated, corrupted or
-other-version file raises :class:`CheckpointError` and nothing is loaded. They hold the
+Checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`, from
+:mod:`stdp_plugins.serialization`) are single files written atomically that open with
+``torch.load(path, weights_only=True)``; they carry their format version and a SHA-256 of
+their content, and a truncated, corrupted or other-version file raises
+:class:`CheckpointError` and nothing is loaded. They hold the
 weights, the position in the data order (phase, epoch, index), images seen per layer (the
 learning-rate schedule position), the convergence history, the RNG state and the
 configuration; resuming continues bit for bit like an uninterrupted run (on the CPU).
@@ -25,12 +27,10 @@ checkpoints; the weights, and so the checkpoints, do not depend on the number of
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import math
 import os
 import signal
-import struct
 import tempfile
 import threading
 import time
@@ -47,6 +47,7 @@ from .backends import REDUCTIONS
 from .learning._checks import check_int, check_tensor
 from .models.kheradpisheh import KheradpishehNet
 from .backends import codes_to_times, kernel_threads, times_to_codes
+from .serialization import CHECKPOINT_VERSION, CheckpointError, checkpoint_weights, load_checkpoint, save_checkpoint
 
 __all__ = [
     "epoch_order",
@@ -60,17 +61,6 @@ __all__ = [
     "load_checkpoint",
 ]
 
-#: Format version written into every checkpoint header; other versions are refused.
-CHECKPOINT_VERSION = 1
-_MAGIC = b"STDPPLUG"
-_HEADER = struct.Struct("<8sIQ32s")  # magic, version, payload length, sha256
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, corrupted, of another format version or
-    does not match the run it is loaded into."""
-
-
 class TrainingInterrupted(Exception):
     """Training stopped on SIGINT (Ctrl-C) after saving a checkpoint.
 
@@ -83,69 +73,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, checkpoint: Optional[Path]) -> None:
         super().__init__(f"training interrupted; checkpoint saved to {checkpoint}")
         self.checkpoint = checkpoint
-
-
-def save_checkpoint(path: Union[str, os.PathLike], payload: Dict[str, Any]) -> Path:
-    """Write ``payload`` (tensors, numbers, strings, lists, dicts) atomically to ``path``.
-
-    The file is written to a temporary name in the same folder, flushed to disk and
-    renamed over ``path``, so a crash leaves either the old or the new file, never half.
-    """
-    path = Path(path)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    header = _HEADER.pack(_MAGIC, CHECKPOINT_VERSION, len(data), hashlib.sha256(data).digest())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(header)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """Read a file written by :func:`save_checkpoint`, verifying it completely first.
-
-    Raises
-    ------
-    CheckpointError
-        If the file is missing, truncated, corrupted (checksum mismatch), not a
-        checkpoint, or of another format version.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from exc
-    if len(raw) < _HEADER.size:
-        raise CheckpointError(f"{path}: truncated checkpoint ({len(raw)} bytes, shorter than its header)")
-    magic, version, length, digest = _HEADER.unpack_from(raw)
-    if magic != _MAGIC:
-        raise CheckpointError(f"{path}: not an stdp-plugins checkpoint (bad magic {magic!r})")
-    if version != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {version}, this stdp-plugins reads version {CHECKPOINT_VERSION}"
-        )
-    data = raw[_HEADER.size:]
-    if len(data) != length:
-        raise CheckpointError(f"{path}: truncated checkpoint (payload {len(data)} of {length} bytes)")
-    if hashlib.sha256(data).digest() != digest:
-        raise CheckpointError(f"{path}: corrupted checkpoint (SHA-256 mismatch)")
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # a verified payload that torch cannot read: report, never half-load
-        raise CheckpointError(f"{path}: unreadable checkpoint payload ({exc})") from exc
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: checkpoint payload must be a dict, got {type(payload).__name__}")
-    return payload
 
 
 class SpikeCodeFile:
@@ -225,7 +152,8 @@ class TrainConfig:
         step per batch, the per-channel average, so a channel takes up to ``batch_size``
         times fewer steps.
     epochs : tuple of int
-        Epoch budget of layer 1 and layer 2. The default (3, 20) takes both layers well
+        Epoch budget of each layer, in order; one value applies to every layer. The
+        default (3, 20), for the two-layer MNIST network, takes both layers well
         below the preset's convergence threshold on 6,000 digits (layer 1 after about one
         epoch, layer 2 after about 16); the extra epochs keep sharpening the features
         (measured on a validation split of the training digits).
@@ -254,21 +182,37 @@ class TrainConfig:
             raise ValueError(
                 f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {self.reduction!r}"
             )
-        if not isinstance(self.epochs, (tuple, list)) or len(self.epochs) != 2:
-            raise ValueError(f"epochs must be a pair (layer 1, layer 2), got {self.epochs!r}")
-        self.epochs = (check_int("epochs[0]", self.epochs[0], minimum=0), check_int("epochs[1]", self.epochs[1], minimum=0))
+        if not isinstance(self.epochs, (tuple, list)) or len(self.epochs) == 0:
+            raise ValueError(f"epochs must be a non-empty tuple (one budget per layer, or one for all), "
+                             f"got {self.epochs!r}")
+        self.epochs = tuple(check_int(f"epochs[{i}]", e, minimum=0) for i, e in enumerate(self.epochs))
         self.seed = check_int("seed", self.seed, minimum=0)
         self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0)
 
 
+    def layer_epochs(self, num_layers: int) -> Tuple[int, ...]:
+        """The epoch budget of each of ``num_layers`` layers (one value applies to all)."""
+        if len(self.epochs) == 1:
+            return self.epochs * num_layers
+        if len(self.epochs) != num_layers:
+            raise ValueError(f"epochs must hold 1 or {num_layers} budgets for a {num_layers}-layer network, "
+                             f"got {self.epochs!r}")
+        return self.epochs
+
+
 @dataclass
 class _Progress:
-    phase: int = 1  # layer being trained; 3 = done
+    phase: int = 1  # layer being trained; num_layers + 1 = done
     epoch: int = 0
     position: int = 0
-    images_seen: Tuple[int, int] = (0, 0)
-    converged: Tuple[bool, bool] = (False, False)
-    elapsed: Tuple[float, float] = (0.0, 0.0)
+    images_seen: Tuple[int, ...] = (0, 0)
+    converged: Tuple[bool, ...] = (False, False)
+    elapsed: Tuple[float, ...] = (0.0, 0.0)
+
+    @classmethod
+    def start(cls, num_layers: int) -> "_Progress":
+        """Nothing trained yet in a ``num_layers``-layer network."""
+        return cls(images_seen=(0,) * num_layers, converged=(False,) * num_layers, elapsed=(0.0,) * num_layers)
 
 
 def _data_fingerprint(images: Tensor) -> str:
@@ -317,7 +261,8 @@ class LayerwiseTrainer:
     Attributes
     ----------
     history : dict
-        ``{1: [(images_seen, metric), ...], 2: [...]}`` convergence after every step.
+        ``{1: [(images_seen, metric), ...], 2: [...], ...}`` convergence of each layer
+        after every step.
     """
 
     def __init__(
@@ -336,9 +281,11 @@ class LayerwiseTrainer:
         self.model = model
         self.images = images
         self.config = config if config is not None else TrainConfig()
+        self.epochs = self.config.layer_epochs(model.num_layers)
+        self.layers = range(1, model.num_layers + 1)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
-        self.history: Dict[int, List[Tuple[int, float]]] = {1: [], 2: []}
-        self.state = _Progress()
+        self.history: Dict[int, List[Tuple[int, float]]] = {layer: [] for layer in self.layers}
+        self.state = _Progress.start(model.num_layers)
         self.rng_state = torch.get_rng_state()
         self._fingerprint = _data_fingerprint(images)
         self._inputs: Dict[int, SpikeCodeFile] = {}
@@ -353,8 +300,7 @@ class LayerwiseTrainer:
             "kind": "training",
             "model_config": self.model.config.to_dict(),
             "train_config": asdict(self.config),
-            "weights": {"conv1": self.model.conv1.weight.detach().cpu().clone(),
-                        "conv2": self.model.conv2.weight.detach().cpu().clone()},
+            "weights": {f"conv{layer}": self.model.weight(layer).detach().cpu().clone() for layer in self.layers},
             "phase": s.phase,
             "epoch": s.epoch,
             "position": s.position,
@@ -384,18 +330,21 @@ class LayerwiseTrainer:
             data = payload["data"]
             if data["n_images"] != self.images.shape[0] or data["sha256"] != self._fingerprint:
                 raise CheckpointError(f"{source}: written for other training data ({data['n_images']} images)")
-            w1, w2 = payload["weights"]["conv1"], payload["weights"]["conv2"]
-            for name, saved_w, param in (("conv1", w1, self.model.conv1.weight), ("conv2", w2, self.model.conv2.weight)):
-                if not isinstance(saved_w, Tensor) or saved_w.shape != param.shape:
-                    raise CheckpointError(f"{source}: {name} weights have the wrong shape")
+            weights = checkpoint_weights(payload, source)
+            if len(weights) != self.model.num_layers or any(
+                    saved.shape != self.model.weight(layer).shape for layer, saved in zip(self.layers, weights)):
+                raise CheckpointError(f"{source}: weights of shapes {[tuple(w.shape) for w in weights]}, the network's "
+                                      f"are {[tuple(w.shape) for w in self.model.weights()]}")
             progress = _Progress(
                 phase=int(payload["phase"]), epoch=int(payload["epoch"]), position=int(payload["position"]),
                 images_seen=tuple(int(v) for v in payload["images_seen"]),
                 converged=tuple(bool(v) for v in payload["converged"]),
                 elapsed=tuple(float(v) for v in payload["elapsed"]),
             )
-            if progress.phase not in (1, 2, 3):
+            if not 1 <= progress.phase <= self.model.num_layers + 1:
                 raise CheckpointError(f"{source}: invalid phase {progress.phase}")
+            if not len(progress.images_seen) == len(progress.converged) == len(progress.elapsed) == len(weights):
+                raise CheckpointError(f"{source}: progress of another number of layers than {len(weights)}")
             history = {int(k): [(int(a), float(b)) for a, b in v] for k, v in payload["history"].items()}
             rng_state = payload["rng_state"]
         except (KeyError, TypeError, ValueError) as exc:
@@ -403,10 +352,10 @@ class LayerwiseTrainer:
                 raise
             raise CheckpointError(f"{source}: incomplete or malformed checkpoint ({exc!r})") from exc
         with torch.no_grad():
-            self.model.conv1.weight.copy_(w1)
-            self.model.conv2.weight.copy_(w2)
+            for param, saved in zip(self.model.weights(), weights):
+                param.copy_(saved)
         self.state = progress
-        self.history = {1: history.get(1, []), 2: history.get(2, [])}
+        self.history = {layer: history.get(layer, []) for layer in self.layers}
         self.rng_state = rng_state
 
     def save(self) -> Optional[Path]:
@@ -437,9 +386,10 @@ class LayerwiseTrainer:
     def layer_inputs(self, layer: int) -> "SpikeCodeFile":
         """The spike codes entering ``layer`` for every training image, computed once.
 
-        Layer 1: the encoded images; layer 2: layer 1's pooled, padded and inhibited
-        output (:meth:`~stdp_plugins.models.kheradpisheh.KheradpishehNet.layer_input`),
-        computed from the current layer-1 weights when first asked for. They are written
+        Layer 1: the encoded images; layer ``l > 1``: layer ``l - 1``'s pooled, padded and
+        inhibited output on its own inputs
+        (:meth:`~stdp_plugins.models.kheradpisheh.KheradpishehNet.next_input`), computed
+        from the current weights of layer ``l - 1`` when first asked for. They are written
         in chunks to a temporary file (:class:`SpikeCodeFile`), so memory does not grow
         with the number of images. With a process group, chunk ``j`` of 512 images is
         computed by rank ``j mod W`` and every rank gets all of them.
@@ -450,10 +400,10 @@ class LayerwiseTrainer:
 
             def compute(chunk: Tensor) -> Tensor:
                 if layer == 1:
-                    return times_to_codes(self.model.encode(chunk), steps)
-                return times_to_codes(self.model.layer_input(2, codes_to_times(chunk).to(device)).cpu(), steps)
+                    return times_to_codes(self.model.layer_input(1, self.model.encode(chunk)), steps)
+                return times_to_codes(self.model.next_input(layer, codes_to_times(chunk).to(device)).cpu(), steps)
 
-            sources = self.images.split(512) if layer == 1 else self.layer_inputs(1).chunks(512)
+            sources = self.images.split(512) if layer == 1 else self.layer_inputs(layer - 1).chunks(512)
             self._inputs[layer] = SpikeCodeFile(self._shared(sources, compute))
         return self._inputs[layer]
 
@@ -485,7 +435,7 @@ class LayerwiseTrainer:
         self._set(**{name: tuple(values)})
 
     def train(self) -> Dict[int, List[Tuple[int, float]]]:
-        """Train (or continue training) both layers; returns :attr:`history`.
+        """Train (or continue training) every layer in turn; returns :attr:`history`.
 
         Raises
         ------
@@ -494,15 +444,14 @@ class LayerwiseTrainer:
         """
         if self.process_group is not None:
             settings = {k: v for k, v in asdict(self.config).items() if k != "progress"}
-            weights = [hashlib.sha256(w.detach().cpu().numpy().tobytes()).hexdigest()
-                       for w in (self.model.conv1.weight, self.model.conv2.weight)]
+            weights = [hashlib.sha256(w.detach().cpu().numpy().tobytes()).hexdigest() for w in self.model.weights()]
             distributed.check_same((self._fingerprint, settings, self.model.config.to_dict(), weights, self.state),
                                    "the training images, TrainConfig, network, weights or progress",
                                    self.process_group)
         torch.set_rng_state(self.rng_state)
         # many small steps: torch's ops run in this thread, the C kernel gets the threads
         with _sigint_flag() as flag, kernel_threads():
-            for layer in (1, 2):
+            for layer in self.layers:
                 if self.state.phase == layer:
                     self._train_layer(layer, flag)
         self.save()
@@ -515,7 +464,7 @@ class LayerwiseTrainer:
         started = time.perf_counter()
         inputs = self.layer_inputs(layer)
         n = len(inputs)
-        budget = cfg.epochs[layer - 1]
+        budget = self.epochs[layer - 1]
         bar = None
         if cfg.progress and self.rank == 0:
             from tqdm.auto import tqdm
@@ -570,7 +519,7 @@ class LayerwiseTrainer:
     def images_per_second(self) -> Dict[str, float]:
         """Training throughput per layer (images seen / seconds spent, incl. input caching)."""
         out = {}
-        for layer in (1, 2):
+        for layer in self.layers:
             seconds = self.state.elapsed[layer - 1]
             out[f"layer{layer}"] = self.state.images_seen[layer - 1] / seconds if seconds > 0 else math.nan
         return out

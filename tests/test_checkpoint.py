@@ -46,29 +46,36 @@ def test_round_trip_and_atomic_write(tmp_path, images):
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("damage", ["truncate_payload", "truncate_header", "flip_byte", "version", "magic", "empty"])
+@pytest.mark.parametrize("damage", ["truncate_end", "truncate_start", "flip_weight", "version", "format",
+                                    "version1", "empty"])
 def test_damaged_checkpoints_fail_clearly_and_load_nothing(tmp_path, images, damage):
     path = tmp_path / "ck.pt"
     source = _trainer(images[:16], path, batch_size=8, epochs=(1, 0))
     source.train()
     raw = bytearray(path.read_bytes())
-    if damage == "truncate_payload":
+    if damage == "truncate_end":
         raw = raw[: len(raw) - 100]
-    elif damage == "truncate_header":
+    elif damage == "truncate_start":
         raw = raw[:20]
-    elif damage == "flip_byte":
-        raw[-10] ^= 0xFF
-    elif damage == "version":
-        raw[8:12] = (CHECKPOINT_VERSION + 1).to_bytes(4, "little")
-    elif damage == "magic":
-        raw[:8] = b"NOTMAGIC"
+    elif damage == "flip_weight":  # one byte of conv1's stored weights
+        at = raw.find(source.model.conv1.weight.numpy().tobytes()[:64])
+        assert at > 0
+        raw[at + 100] ^= 0x01
+    elif damage in ("version", "format"):
+        record = torch.load(path, weights_only=True)
+        record.update(version=CHECKPOINT_VERSION + 1) if damage == "version" else record.update(format="other")
+        torch.save(record, path)
+        raw = bytearray(path.read_bytes())
+    elif damage == "version1":  # the binary header of format version 1
+        raw = bytearray(b"STDPPLUG" + (1).to_bytes(4, "little")) + raw
     else:
         raw = bytearray()
     path.write_bytes(bytes(raw))
     target = _trainer(images[:16], path, batch_size=8, epochs=(1, 0))
     before = target.model.conv1.weight.clone()
-    expected = {"truncate_payload": "truncated", "truncate_header": "truncated", "flip_byte": "corrupted",
-                "version": "version", "magic": "not an stdp-plugins checkpoint", "empty": "truncated"}[damage]
+    expected = {"truncate_end": "truncated or corrupted", "truncate_start": "truncated or corrupted",
+                "flip_weight": "corrupted", "version": f"format version {CHECKPOINT_VERSION + 1}",
+                "format": "not an stdp-plugins", "version1": "format version 1", "empty": "truncated"}[damage]
     with pytest.raises(CheckpointError, match=expected) as info:
         target.resume()
     assert str(path) in str(info.value)
@@ -177,4 +184,4 @@ def test_cli_resume_from_truncated_checkpoint_fails_clearly(tmp_path, capsys):
     code = main(["train", "--data", str(tmp_path / "digits.npz"), "--out", str(out), "--resume", "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "truncated checkpoint" in err and "checkpoint.pt" in err and "Traceback" not in err
+    assert "truncated or corrupted" in err and "checkpoint.pt" in err and "Traceback" not in err

@@ -219,7 +219,7 @@ def test_shifted_training_set_and_prediction_use_every_copy():
     [
         (dict(batch_size=0), "batch_size"),
         (dict(reduction="sum"), "reduction"),
-        (dict(epochs=(1,)), "epochs"),
+        (dict(epochs=()), "epochs"),
         (dict(epochs=(1, -1)), "epochs[1]"),
         (dict(seed=-1), "seed"),
         (dict(checkpoint_every=-5), "checkpoint_every"),
@@ -235,6 +235,8 @@ def test_bad_trainer_inputs():
         LayerwiseTrainer(object(), torch.zeros(2, 28, 28, dtype=torch.uint8))
     with pytest.raises(ValueError, match="images"):
         LayerwiseTrainer(KheradpishehNet(), torch.zeros(2, 28, 28))
+    with pytest.raises(ValueError, match=r"epochs must hold 1 or 2 budgets for a 2-layer network"):
+        LayerwiseTrainer(KheradpishehNet(), torch.zeros(2, 28, 28, dtype=torch.uint8), TrainConfig(epochs=(1, 2, 3)))
 
 
 def test_spike_code_file_round_trips_by_index_and_in_chunks():

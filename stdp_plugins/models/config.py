@@ -251,7 +251,8 @@ def _layer(entry: Any, in_channels: int, where: str) -> LayerSpec:
     unknown = sorted(set(entry) - _LAYER_KEYS)
     missing = [k for k in _REQUIRED if k not in entry]
     if unknown or missing:
-        raise ValueError(f"{where}: unknown keys {unknown}, missing keys {missing}; allowed: {sorted(_LAYER_KEYS)}")
+        problems = [f"{label} keys {keys}" for label, keys in (("unknown", unknown), ("missing", missing)) if keys]
+        raise ValueError(f"{where}: {', '.join(problems)}; allowed: {sorted(_LAYER_KEYS)}")
     pooling = entry.get("pooling", {})
     pool = {"pool_kernel": 0, "pool_padding": 0} if pooling == "global" else \
         _section(pooling, _POOL_KEYS, f"{where}.pooling")

@@ -175,9 +175,17 @@ class KheradpishehNet(nn.Module):
         spec = self.spec(layer)
         if layer == 1:
             return pad_times(input_times, spec.input_padding) if spec.input_padding else input_times
+        return self.next_input(layer, self.layer_input(layer - 1, input_times))
+
+    def next_input(self, layer: int, below_input: Tensor) -> Tensor:
+        """Training input of ``layer`` (2 .. :attr:`num_layers`) from the training input
+        ``below_input`` of ``layer - 1``: one step of :meth:`layer_input`."""
+        spec = self.spec(layer)
+        if layer == 1:
+            raise ValueError("layer must be at least 2 (layer 1's input is the encoded image), got 1")
         below = self.spec(layer - 1)
         times, _ = first_spike_conv(  # channels-last: the kernel's layout, and quick to pool
-            self.layer_input(layer - 1, input_times), self.weight(layer - 1), below.threshold, below.padding,
+            below_input, self.weight(layer - 1), below.threshold, below.padding,
             self.config.time_steps, self.backend, potentials=False, memory_format=torch.channels_last,
         )
         pooled = pad_times(self._pool(layer - 1, times), spec.input_padding)
