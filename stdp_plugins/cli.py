@@ -1,4 +1,4 @@
-"""The ``stdp-plugins`` command: ``train``, ``evaluate`` and ``plot``.
+"""The ``stdp-plugins`` command: ``train``, ``evaluate``, ``plot`` and ``export``.
 
 ``stdp-plugins train`` trains the Kheradpisheh (2018) network layer by layer without
 labels, reads it out with a linear SVM and writes into ``--out``:
@@ -341,6 +341,24 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Write the trained network as a NIR graph (:func:`stdp_plugins.nir_export.export_nir`)."""
+    from .nir_export import export_nir
+
+    model, _, _ = load_model(Path(args.model), torch.device("cpu"))
+    try:
+        graph = export_nir(model, args.out, tuple(args.input_size))
+    except ImportError as exc:  # the optional 'nir' package
+        print(f"error: --format nir needs the 'nir' package ({exc}); install stdp-plugins[nir]", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: NIR graph of {len(graph.nodes)} nodes for [2, {args.input_size[0]}, "
+          f"{args.input_size[1]}] spike waves")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stdp-plugins``."""
     parser = argparse.ArgumentParser(
@@ -402,6 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="redraw the figures of a trained model")
     plot.add_argument("--model", required=True, help="folder written by 'train'")
     plot.set_defaults(handler=_plot)
+
+    export = sub.add_parser("export", help="write a trained model for other frameworks (a NIR graph)")
+    export.add_argument("--model", required=True, help="folder written by 'train'")
+    export.add_argument("--format", choices=("nir",), default="nir",
+                        help="nir: a NIR graph for SpikingJelly's and snnTorch's importers (default)")
+    export.add_argument("--out", required=True, help="file to write (NIR's HDF5 format)")
+    export.add_argument("--input-size", type=int, nargs=2, default=[28, 28], metavar=("H", "W"),
+                        help="image size the graph takes (default: 28 28)")
+    export.set_defaults(handler=_export)
     return parser
 
 
@@ -425,6 +452,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             value = getattr(args, name)
             if value is not None and value < 1:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.command == "export" and min(args.input_size) < 1:
+        parser.error(f"--input-size takes two integers >= 1, got {args.input_size}")
     try:
         return args.handler(args)
     except (DatasetError, CheckpointError) as exc:
