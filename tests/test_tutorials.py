@@ -30,6 +30,7 @@ SMALL: dict[str, dict[str, str]] = {
     "docs/tutorials/kheradpisheh2018.md": {"N_TRAIN": "64", "N_TEST": "32"},
     "docs/tutorials/spikingjelly_kheradpisheh.md": {"N_TRAIN": "64", "N_TEST": "32", "EPOCHS": "(1, 1)"},
     "docs/tutorials/snntorch_kheradpisheh.md": {"N_TRAIN": "64", "N_TEST": "32", "EPOCHS": "(1, 1)"},
+    "docs/tutorials/deploy_nir.md": {"N_TRAIN": "100", "N_TEST": "30"},
 }
 
 
@@ -123,6 +124,16 @@ def _check_snntorch_kheradpisheh(ns: dict) -> None:
     _check_kheradpisheh_model(ns, ("FireOnceIF", "FireOnceIF"))
 
 
+def _check_deploy_nir(ns: dict) -> None:
+    """Both imported graphs give the network's features and output first-spike times."""
+    features = ns["features"]
+    assert features.any() and tuple(features.shape) == (30, 150, 9, 9)
+    assert set(ns["results"]) == {"SpikingJelly", "snnTorch"}
+    for first_spikes, imported_features in ns["results"].values():
+        assert torch.equal(imported_features, features)
+        assert torch.equal(first_spikes, ns["network_first_spikes"])
+
+
 # page -> what its code must have demonstrated (checked on the namespace it leaves).
 CHECKS = {
     "README.md": _check_readme,
@@ -133,6 +144,7 @@ CHECKS = {
     "docs/tutorials/kheradpisheh2018.md": _check_kheradpisheh,
     "docs/tutorials/spikingjelly_kheradpisheh.md": _check_spikingjelly_kheradpisheh,
     "docs/tutorials/snntorch_kheradpisheh.md": _check_snntorch_kheradpisheh,
+    "docs/tutorials/deploy_nir.md": _check_deploy_nir,
 }
 
 
