@@ -1,0 +1,219 @@
+"""The CUDA kernels of stdp_plugins/backends/cuda, run on the CPU through their host build
+(the same .cu sources compiled by g++ with cuda/host_shim.h), against the torch path on
+real digits.
+
+The launchers are the ones the ``cupy`` backend runs on a GPU (same launch plans, same
+arguments); given CPU tensors they run the host build. Every kernel is compared bit for
+bit with torch, except the mean kernel's convergence statistic, a float32 mean that the
+kernel reduces in its own fixed order instead of torch's (``CONVERGENCE_ATOL``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from stdp_plugins.backends import (
+    dense_first_spike_conv,
+    first_spike_times,
+    first_spike_training_step_,
+    fused_winner_update,
+    select_winners,
+)
+from stdp_plugins.backends._cuda_host import host_build_status
+from stdp_plugins.backends._cuda_kernels import KERNELS, ordered_arguments
+from stdp_plugins.backends._cupy import launch_fused_update, launch_plan
+from stdp_plugins.backends._cupy_ops import (
+    launch_first_spike_conv,
+    launch_first_spike_times,
+    launch_select_winners,
+    launch_sequential_update,
+)
+from stdp_plugins.backends._native import wta_mode_bits
+from stdp_plugins.datasets import embedded_mnist
+from stdp_plugins.learning import STDPConfig, WTAMode
+from stdp_plugins.models import KheradpishehNet
+from test_stdp_backends import random_case
+
+IMAGES = 6
+CONVERGENCE_ATOL = 1e-6  # float32 means of up to ~9000 terms in [0, 0.25], summed in another order
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The reference network on real digits: each layer's training input, times and
+    potentials (torch path), learning winners and a weight copy."""
+    images, _ = embedded_mnist()
+    net = KheradpishehNet(seed=0, backend="torch")
+    layers = {}
+    layer_input = net.layer_input(1, net.encode(images[:IMAGES]))
+    for layer in (1, 2):
+        if layer == 2:
+            layer_input = net.next_input(2, layer_input)
+        spec = net.spec(layer)
+        times, potentials = dense_first_spike_conv(layer_input, net.weight(layer), spec.threshold, spec.padding,
+                                                   net.config.time_steps)
+        layers[layer] = {
+            "input": layer_input, "weight": net.weight(layer).detach().clone(), "spec": spec,
+            "times": times, "potentials": potentials, "winners": net.select_winners(layer, times, potentials),
+            "rates": net.learning_rates(layer, 0),
+        }
+    return net, layers
+
+
+def test_host_build_is_available():
+    assert host_build_status() == "available"
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_first_spike_conv_kernel_equals_torch_on_digits(digits, layer):
+    net, layers = digits
+    d = layers[layer]
+    for threshold in (d["spec"].threshold, 3.0):
+        times, potentials = launch_first_spike_conv(d["input"], d["weight"], threshold, d["spec"].padding,
+                                                    net.config.time_steps)
+        expected_times, expected_potentials = dense_first_spike_conv(
+            d["input"], d["weight"], threshold, d["spec"].padding, net.config.time_steps)
+        assert 0.01 < float(torch.isfinite(times).float().mean()) < 1.0  # a real mix of silent and firing
+        assert torch.equal(times, expected_times) and torch.equal(potentials, expected_potentials)
+    times, none = launch_first_spike_conv(d["input"], d["weight"], 3.0, d["spec"].padding, 4, potentials=False)
+    assert none is None and torch.equal(times, dense_first_spike_conv(d["input"], d["weight"], 3.0,
+                                                                      d["spec"].padding, 4)[0])
+
+
+WALK_RULES = [(mode, radius, k) for mode in WTAMode for radius in (0, 2) for k in (1, 5, 40)] + [
+    (WTAMode.GLOBAL, 0, None), (WTAMode.BOTH, 1, None), (WTAMode.LOCAL, 3, None)]
+
+
+@pytest.mark.parametrize("pointwise", [False, True])
+@pytest.mark.parametrize("mode, radius, k", WALK_RULES, ids=lambda v: getattr(v, "name", str(v)))
+def test_winner_walk_equals_torch_on_digits(digits, mode, radius, k, pointwise):
+    _, layers = digits
+    d = layers[1]
+    for potentials in (d["potentials"], None):
+        mask = launch_select_winners(d["times"], potentials, wta_mode_bits(mode), radius, k, pointwise)
+        expected = select_winners(d["times"], potentials, mode, radius, k, pointwise=pointwise, backend="torch")
+        assert expected.any() and torch.equal(mask, expected)
+
+
+def test_winner_walk_without_cap_and_on_layer_2(digits):
+    _, layers = digits
+    d = layers[1]
+    two = slice(0, 2)  # every survivor wins: hundreds of steps per image
+    mask = launch_select_winners(d["times"][two], d["potentials"][two], wta_mode_bits(WTAMode.LOCAL), 0, None, True)
+    assert torch.equal(mask, select_winners(d["times"][two], d["potentials"][two], WTAMode.LOCAL, 0, pointwise=True,
+                                            backend="torch"))
+    d = layers[2]
+    for mode in WTAMode:
+        mask = launch_select_winners(d["times"], d["potentials"], wta_mode_bits(mode), 1, 8, True)
+        assert torch.equal(mask, select_winners(d["times"], d["potentials"], mode, 1, 8, pointwise=True,
+                                                backend="torch"))
+
+
+def test_winner_walk_hand_computed_ties():
+    times = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]], [[math.inf, 0.0]]]])  # [1, 3, 1, 2]
+    potentials = torch.tensor([[[[0.0, 1.0]], [[5.0, 1.0]], [[0.0, 2.0]]]])
+    mask = launch_select_winners(times, potentials, wta_mode_bits(WTAMode.LOCAL), 0, None, False)
+    assert mask.view(3, 2).tolist() == [[False, False], [True, False], [False, True]]
+    mask = launch_select_winners(times, None, wta_mode_bits(WTAMode.GLOBAL), 0, None, False)
+    assert mask.view(3, 2).tolist() == [[False, True], [True, False], [False, True]]  # ties: lowest flat index
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_sequential_kernel_equals_torch_on_digits(digits, layer):
+    net, layers = digits
+    d = layers[layer]
+    lr_plus, lr_minus = d["rates"]
+    weights, expected = d["weight"].clone(), d["weight"].clone()
+    convergence = launch_sequential_update(weights, d["input"], d["times"], d["winners"], net.config.stdp, lr_plus,
+                                           lr_minus, 1, d["spec"].padding)
+    expected_convergence = fused_winner_update(expected, d["input"], d["times"], d["winners"], net.config.stdp,
+                                               lr_plus, lr_minus, 1, d["spec"].padding, "torch",
+                                               reduction="sequential")
+    assert not torch.equal(weights, d["weight"])
+    assert torch.equal(weights, expected) and torch.equal(convergence, expected_convergence)
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_mean_kernel_equals_torch_on_digits(digits, layer):
+    net, layers = digits
+    d = layers[layer]
+    lr_plus, lr_minus = d["rates"]
+    weights, expected = d["weight"].clone(), d["weight"].clone()
+    convergence = launch_fused_update(weights, d["input"], d["times"], d["winners"], net.config.stdp, lr_plus,
+                                      lr_minus, 1, d["spec"].padding)
+    expected_convergence = fused_winner_update(expected, d["input"], d["times"], d["winners"], net.config.stdp,
+                                               lr_plus, lr_minus, 1, d["spec"].padding, "torch", reduction="mean")
+    assert not torch.equal(weights, d["weight"])
+    assert torch.equal(weights, expected)
+    torch.testing.assert_close(convergence, expected_convergence, atol=CONVERGENCE_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("seed", range(14))
+def test_stdp_kernels_equal_torch_on_edge_cases(seed):
+    # strides, padding, masks (none, empty, sparse with infinite post times), additive and
+    # shifted bounds, out-of-bound initial weights, tensor learning rates
+    for reduction, kernel in (("mean", launch_fused_update), ("sequential", launch_sequential_update)):
+        case, reference = random_case(seed), random_case(seed)
+        convergence = kernel(case.weights, case.pre, case.post, case.mask, case.config, case.lr_plus, case.lr_minus,
+                             case.stride, case.padding)
+        expected = fused_winner_update(reference.weights, reference.pre, reference.post, reference.mask,
+                                       reference.config, reference.lr_plus, reference.lr_minus, reference.stride,
+                                       reference.padding, "torch", reduction=reduction)
+        assert torch.equal(case.weights, reference.weights), reduction
+        torch.testing.assert_close(convergence, expected, atol=CONVERGENCE_ATOL, rtol=0)
+
+
+def test_first_spike_times_kernel_equals_torch_on_digits(digits):
+    net, layers = digits
+    d = layers[1]
+    steps = torch.arange(net.config.time_steps, dtype=torch.float32).view(-1, 1, 1, 1, 1)
+    window = d["times"][None] <= steps  # [T, N, C, H, W]: a neuron spikes from its first step on
+    events = (d["input"][None] == steps).float()
+    drive = torch.nn.functional.conv2d(events.flatten(0, 1), d["weight"], padding=d["spec"].padding)
+    drive = drive.view(window.shape)
+    for spikes in (window, window.float(), window.to(torch.uint8)):
+        for cumulative in (False, True):
+            times, value = launch_first_spike_times(spikes, drive, cumulative)
+            expected_times, expected_value = first_spike_times(spikes, drive, cumulative=cumulative, backend="torch")
+            assert torch.equal(times, expected_times) and torch.equal(value, expected_value)
+    times, none = launch_first_spike_times(window, None, False)
+    assert none is None and torch.equal(times, d["times"])
+    empty, value = launch_first_spike_times(torch.zeros(0, 3), torch.zeros(0, 3), True)
+    assert empty.tolist() == [math.inf] * 3 and value.tolist() == [0.0] * 3
+
+
+def test_whole_training_step_through_the_kernels_equals_torch(digits):
+    # the GPU path of a training step: conv kernel, winner walk, sequential kernel
+    net, layers = digits
+    d = layers[1]
+    spec, lr_plus, lr_minus = d["spec"], *d["rates"]
+    weights, expected = d["weight"].clone(), d["weight"].clone()
+    times, potentials = launch_first_spike_conv(d["input"], weights, spec.threshold, spec.padding,
+                                                net.config.time_steps)
+    winners = launch_select_winners(times, potentials, wta_mode_bits(WTAMode.BOTH), spec.radius, spec.k_winners,
+                                    True)
+    launch_sequential_update(weights, d["input"], times, winners, net.config.stdp, lr_plus, lr_minus, 1,
+                             spec.padding)
+    first_spike_training_step_(expected, d["input"], spec.threshold, spec.padding, net.config.time_steps,
+                               WTAMode.BOTH, spec.radius, spec.k_winners, net.config.stdp, lr_plus, lr_minus,
+                               "sequential", "torch")
+    assert torch.equal(weights, expected)
+
+
+def test_mean_launch_plan_and_argument_names():
+    config = STDPConfig.from_paper("kheradpisheh2018")
+    grid, scalars = launch_plan((32, 2, 5, 5), (64, 2, 28, 28), (64, 32, 28, 28), config, 0.004, 0.003, 1, 2, True)
+    assert grid == (32, 49)  # 64 * 28 * 28 positions per channel, 1024 per block
+    assert scalars["rate_sum"] == 0.004 + 0.003 and scalars["lr_minus"] == 0.003
+    assert (scalars["batch"], scalars["kernel_size"], scalars["padding"], scalars["multiplicative"]) == (64, 5, 2, True)
+    grid, scalars = launch_plan((3, 1, 2, 2), (10**6, 1, 65, 65), (10**6, 3, 64, 64), config, None, None, 1, 0, False)
+    assert grid == (3, 65535) and scalars["use_learning_rates"] and not scalars["use_mask"]
+    pointers = {name: None for name, kind in KERNELS["fused_stdp_update"].parameters if kind == "pointer"}
+    assert [kind for kind, _ in ordered_arguments(KERNELS["fused_stdp_update"], {**pointers, **scalars})] == [
+        kind for _, kind in KERNELS["fused_stdp_update"].parameters]
+    with pytest.raises(ValueError, match=r"missing \['batch'\], unknown \['batches'\]"):
+        ordered_arguments(KERNELS["fused_stdp_update"], {**pointers, **{k: v for k, v in scalars.items()
+                                                                      if k != "batch"}, "batches": 1})
