@@ -11,6 +11,7 @@ validated by the dispatchers of :mod:`.conv`.
 
 from __future__ import annotations
 
+import ctypes
 from typing import Optional, Tuple
 
 import torch
@@ -22,7 +23,16 @@ from ._native import native_library, times_to_codes, wta_mode_bits
 from .stdp import native_stdp_steps_
 from ._threads import parallel_ranges, thread_scratch
 
-__all__ = ["run_event_kernel", "event_training_step_"]
+__all__ = ["run_event_kernel", "event_training_step_", "run_fires_kernel"]
+
+_P, _I, _L, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_double
+#: ctypes signatures of this module's C entry points beyond the library's common ones
+_FIRES_SIGNATURES = {
+    "fires_binary": (None, [_I, _I, _I, _I, _P, _I, _I, _I, _P, _D, _I, _I, _P, _P]),
+    "fires_binary_scratch": (_L, [_I] * 6),
+}
+#: Channels per block of ``fires_binary`` (FIRES_BLOCK in csrc/first_spike_conv.c).
+_FIRES_BLOCK = 16
 
 
 def run_event_kernel(
@@ -124,3 +134,39 @@ def event_training_step_(
     winners = (sample[order], channel[order], position[order] // out_w, position[order] % out_w)
     return native_stdp_steps_(weights, in_times, winners, flat_t[sample, slot][order], config, lr_plus, lr_minus,
                               1, padding, per_sample=True)
+
+
+def run_fires_kernel(fired: Tensor, weight: Tensor, threshold: float, padding: int,
+                     out_size: Tuple[int, int]) -> Tensor:
+    """Bool ``[N, C_out, H_out, W_out]``: which neurons reach ``threshold`` once every input
+    marked in ``fired`` (``[N, C_in, H, W]``, CPU) has spiked, by ``fires_binary`` of the C
+    library: per output position the active inputs of its window are gathered and their
+    float64 weight sums kept in registers, so work is proportional to the active inputs
+    and nothing but the answer is written. Split over the worker threads."""
+    if fired.device.type != "cpu":
+        raise ValueError(f"fired must be on the CPU for the native kernel, got {fired.device}")
+    library = native_library()
+    for name, (restype, argtypes) in _FIRES_SIGNATURES.items():
+        getattr(library, name).restype, getattr(library, name).argtypes = restype, argtypes
+    n, c_in, height, width = fired.shape
+    c_out, k = weight.shape[0], weight.shape[-1]
+    out_h, out_w = out_size
+    marks = (fired if fired.dtype in (torch.bool, torch.uint8) else fired != 0).contiguous().view(torch.uint8)
+    blocks = -(-c_out // _FIRES_BLOCK)
+    # [blocks][c_in * k * k][FIRES_BLOCK]: one block's weights are contiguous (and fit the L1 cache)
+    weight_b = torch.zeros(blocks * _FIRES_BLOCK, c_in * k * k, dtype=torch.float64)
+    weight_b[:c_out] = weight.detach().reshape(c_out, -1)
+    weight_b = weight_b.view(blocks, _FIRES_BLOCK, -1).transpose(1, 2).contiguous()
+    out = torch.empty(n, c_out, out_h, out_w, dtype=torch.bool)
+    per_in, per_out = c_in * height * width, c_out * out_h * out_w
+    scratch_bytes = library.fires_binary_scratch(c_in, height, width, k, out_h, out_w)
+
+    def run(lo: int, hi: int) -> int:
+        if hi > lo:
+            library.fires_binary(hi - lo, c_in, height, width, marks.data_ptr() + lo * per_in, c_out, k, padding,
+                                 weight_b.data_ptr(), threshold, out_h, out_w, out.data_ptr() + lo * per_out,
+                                 thread_scratch(scratch_bytes).data_ptr())
+        return 0
+
+    parallel_ranges(n, run)
+    return out

@@ -13,7 +13,7 @@ from torch import Tensor
 from ..learning._checks import check_int, check_tensor
 from ..learning._indexing import nonzero_indices
 from ..learning.timing import conv_output_size
-from ._conv_native import run_event_kernel
+from ._conv_native import run_fires_kernel
 from .conv import check_layer
 from .dispatch import resolve_backend
 
@@ -41,8 +41,9 @@ def fires_given_inputs(
     marked in ``fired`` (bool or 0/1 ``[N, C_in, H, W]``) has spiked.
 
     The decision is the one of exact float64 sums of the float32 weights. On the CPU the
-    event-driven kernel computes them (one time step, every marked input at once; work
-    proportional to the active inputs, which trained layers make sparse). Elsewhere, with
+    native kernel computes them by gathering, for each output position, the active inputs
+    of its window (work proportional to the active inputs; the sums stay in registers and
+    only the answer is written). Elsewhere, with
     non-negative weights, a float32 convolution decides first: a float32 sum of ``m``
     non-negative terms is within ``(m - 1) u / (1 - (m - 1) u)`` of its value relative
     (``u = 2**-24``), so only neurons whose float32 potential lies that close to the
@@ -63,11 +64,7 @@ def fires_given_inputs(
     if resolve_backend("first_spike_conv", backend, fired.device, {"native": unsupported}) == "native":
         k = weight.shape[-1]
         out_size = (conv_output_size(fired.shape[2], k, 1, padding), conv_output_size(fired.shape[3], k, 1, padding))
-        return torch.cat([
-            run_event_kernel(torch.where(part.bool(), 0.0, math.inf), weight, threshold, padding, 1, out_size,
-                             False, False, None)[0].isfinite()
-            for part in fired.split(max(1, chunk))
-        ])
+        return run_fires_kernel(fired, weight, threshold, padding, out_size)
     if negative:
         w64 = weight.to(torch.float64)
         return torch.cat([

@@ -161,3 +161,73 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
     return 0;
 }
 
+
+/* Which neurons of a layer reach the threshold once every marked input has spiked (the
+   last step of the cumulative wave, docs/spec.md 'First-spike convolution'), by gathering.
+   The active inputs are scattered once into per-position lists of the weight rows they
+   reach (work proportional to the active inputs); then, one block of FIRES_BLOCK channels
+   at a time (its weights fit the L1 cache), each position sums its rows in float64
+   registers and only the answer is written.
+   fired     [n][c_in][h][w] uint8 (non-zero = fired)
+   weight_b  [blocks][c_in * k * k][FIRES_BLOCK] float64: the weights of channels
+             b * FIRES_BLOCK + j, row (c * k + dy) * k + dx; channels past c_out are zeros
+   out       [n][c_out][ho][wo] uint8, 1 = reaches the threshold
+   scratch   fires_binary_scratch() bytes */
+#define FIRES_BLOCK 16
+/* four doubles: GCC and clang lower it to AVX (or SSE pairs) without intrinsics */
+typedef double double4 __attribute__((vector_size(32)));
+
+long fires_binary_scratch(int c_in, int h, int w, int k, int ho, int wo)
+{
+    return 4L * ((long)ho * wo * c_in * k * k + (long)ho * wo + (long)c_in * h * w);
+}
+
+void fires_binary(int n, int c_in, int h, int w, const uint8_t *fired, int c_out, int k, int pad,
+                  const double *weight_b, double threshold, int ho, int wo, uint8_t *out, void *scratch)
+{
+    const long n_in = (long)c_in * h * w, n_pos = (long)ho * wo;
+    const int n_rows = c_in * k * k;
+    int *lists = (int *)scratch;            /* [n_pos][n_rows] */
+    int *counts = lists + n_pos * n_rows;   /* [n_pos] */
+    int *active = counts + n_pos;           /* [n_in] */
+    for (int img = 0; img < n; ++img) {
+        const uint8_t *f = fired + (long)img * n_in;
+        uint8_t *o = out + (long)img * n_pos * c_out;
+        long n_active = 0;
+        for (long i = 0; i < n_in; ++i) { active[n_active] = (int)i; n_active += f[i] != 0; }
+        memset(counts, 0, sizeof(int) * n_pos);
+        for (long e = 0; e < n_active; ++e) {
+            const int i = active[e];
+            const int c = i / (h * w), y = (i / w) % h, x = i % w;
+            for (int dy = 0; dy < k; ++dy) {
+                const int oy = y + pad - dy;
+                if (oy < 0 || oy >= ho) continue;
+                for (int dx = 0; dx < k; ++dx) {
+                    const int ox = x + pad - dx;
+                    if (ox < 0 || ox >= wo) continue;
+                    const long p = (long)oy * wo + ox;
+                    lists[p * n_rows + counts[p]++] = (c * k + dy) * k + dx;
+                }
+            }
+        }
+        for (int o0 = 0, b = 0; o0 < c_out; o0 += FIRES_BLOCK, ++b) {
+            const double *block = weight_b + (long)b * n_rows * FIRES_BLOCK;
+            const int width = c_out - o0 < FIRES_BLOCK ? c_out - o0 : FIRES_BLOCK;
+            for (long p = 0; p < n_pos; ++p) {
+                double4 acc[FIRES_BLOCK / 4] = {{0}};
+                const int *rows = lists + p * n_rows;
+                for (int r = 0; r < counts[p]; ++r) {
+                    const double *wrow = block + (long)rows[r] * FIRES_BLOCK;
+                    for (int j = 0; j < FIRES_BLOCK / 4; ++j) {
+                        double4 v;
+                        memcpy(&v, wrow + 4 * j, sizeof v);
+                        acc[j] += v;
+                    }
+                }
+                double sums[FIRES_BLOCK];
+                memcpy(sums, acc, sizeof sums);
+                for (int j = 0; j < width; ++j) o[(long)(o0 + j) * n_pos + p] = sums[j] >= threshold;
+            }
+        }
+    }
+}
