@@ -7,6 +7,7 @@ never fires.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +22,17 @@ __all__ = ["min_pool_times", "max_pool_binary", "pad_times"]
 def min_pool_times(times: Tensor, kernel_size: int, stride: int, padding: int = 0) -> Tensor:
     """Max-pooling of cumulative spike waves expressed on first-spike times (a min-pool).
 
-    Padding counts as "never fired".
+    Padding counts as "never fired". Equals ``-F.max_pool2d(-times, kernel_size, stride,
+    padding)``; non-overlapping windows (``kernel_size == stride``) are reduced with
+    strided minima instead (no negated copies, the memory format kept).
     """
     check_tensor("times", times, 4, "[N, C, H, W]")
-    return -F.max_pool2d(-times, kernel_size, stride, padding)
+    kernel_size = check_int("kernel_size", kernel_size, minimum=1)
+    stride = check_int("stride", stride, minimum=1)
+    padding = check_int("padding", padding, minimum=0)
+    if kernel_size != stride:
+        return -F.max_pool2d(-times, kernel_size, stride, padding)
+    return _reduce_windows("times", times, kernel_size, padding, math.inf, torch.minimum)
 
 
 def max_pool_binary(fired: Tensor, kernel_size: int, stride: int, padding: int = 0) -> Tensor:
@@ -40,24 +48,31 @@ def max_pool_binary(fired: Tensor, kernel_size: int, stride: int, padding: int =
     padding = check_int("padding", padding, minimum=0)
     if kernel_size != stride:
         return F.max_pool2d(fired.to(torch.float32), kernel_size, stride, padding) > 0
-    n, c, height, width = fired.shape
-    out_h = conv_output_size(height, kernel_size, stride, padding)
-    out_w = conv_output_size(width, kernel_size, stride, padding)
+    return _reduce_windows("fired", fired.to(torch.uint8), kernel_size, padding, 0, torch.bitwise_or).bool()
+
+
+def _reduce_windows(name: str, x: Tensor, kernel_size: int, padding: int, fill: float,
+                    combine: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """Pooling with non-overlapping ``kernel_size`` windows (stride ``kernel_size``) that
+    start at ``-padding``: ``combine`` of the strided slices, the border ``fill``."""
+    height, width = x.shape[2:]
+    out_h = conv_output_size(height, kernel_size, kernel_size, padding)
+    out_w = conv_output_size(width, kernel_size, kernel_size, padding)
     if min(out_h, out_w) < 1:
         raise ValueError(
-            f"fired of spatial size {height}x{width} is smaller than a {kernel_size}x{kernel_size} "
+            f"{name} of spatial size {height}x{width} is smaller than a {kernel_size}x{kernel_size} "
             f"pooling window with padding {padding}"
         )
     # windows start at -padding; pad (or crop) the far side to exactly out * kernel_size
-    framed = F.pad(fired.to(torch.uint8), (padding, out_w * kernel_size - width - padding,
-                                           padding, out_h * kernel_size - height - padding))
+    framed = F.pad(x, (padding, out_w * kernel_size - width - padding,
+                       padding, out_h * kernel_size - height - padding), value=fill)
     rows = framed[:, :, 0::kernel_size]
     for offset in range(1, kernel_size):
-        rows = rows | framed[:, :, offset::kernel_size]
+        rows = combine(rows, framed[:, :, offset::kernel_size])
     pooled = rows[..., 0::kernel_size]
     for offset in range(1, kernel_size):
-        pooled = pooled | rows[..., offset::kernel_size]
-    return pooled.bool()
+        pooled = combine(pooled, rows[..., offset::kernel_size])
+    return pooled
 
 
 def pad_times(times: Tensor, padding: int) -> Tensor:

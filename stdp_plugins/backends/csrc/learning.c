@@ -114,6 +114,21 @@ static void sift_down(candidate *heap, long size, long i)
     }
 }
 
+/* The channel surviving pointwise inhibition at position p of one image (times and pot
+   [c][n_pos]): the earliest spike, ties to the highest potential (when pot is given),
+   then the lowest channel; -1 when none fired. */
+static int position_survivor(const float *ti, const double *pi, int c, long n_pos, long p)
+{
+    int best = -1;
+    for (int ch = 0; ch < c; ++ch) {
+        const long i = (long)ch * n_pos + p;
+        if (!(ti[i] < INFINITY)) continue;
+        const long b = (long)best * n_pos + p;
+        if (best < 0 || ti[i] < ti[b] || (ti[i] == ti[b] && pi && pi[i] > pi[b])) best = ch;
+    }
+    return best;
+}
+
 /* The greedy winner-take-all rule of a batch: times [n][c][h][w] (INFINITY = silent),
    pot the same layout (double, or NULL = no ties by potential). With `pointwise`, only
    each position's survivor (earliest, highest potential, lowest channel) is a candidate
@@ -142,15 +157,18 @@ int select_winners(int n, int c, int h, int w, const float *times, const double 
         const float *ti = times + img * per_image;
         const double *pi = pot ? pot + img * per_image : 0;
         uint8_t *mi = out_mask + img * per_image;
+        if (!pointwise && mode == 2 && radius == 0 && k <= 0) {
+            /* local blocking of radius 0 without a cap accepts exactly the first candidate
+               of every position, its pointwise survivor */
+            for (long p = 0; p < n_pos; ++p) {
+                const int best = position_survivor(ti, pi, c, n_pos, p);
+                if (best >= 0) mi[(long)best * n_pos + p] = 1;
+            }
+            continue;
+        }
         if (pointwise) {
             for (long p = 0; p < n_pos; ++p) {
-                int best = -1;
-                for (int ch = 0; ch < c; ++ch) {
-                    const long i = (long)ch * n_pos + p;
-                    if (!(ti[i] < INFINITY)) continue;
-                    const long b = (long)best * n_pos + p;
-                    if (best < 0 || ti[i] < ti[b] || (ti[i] == ti[b] && pi && pi[i] > pi[b])) best = ch;
-                }
+                const int best = position_survivor(ti, pi, c, n_pos, p);
                 survivor[p] = best;
                 survivor_t[p] = best < 0 ? INFINITY : ti[(long)best * n_pos + p];
                 survivor_pot[p] = best < 0 || !pi ? 0.0 : pi[(long)best * n_pos + p];
