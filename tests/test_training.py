@@ -126,7 +126,7 @@ def test_readout_fits_and_round_trips():
     assert readout.accuracy(feats[45:], labels[45:]) >= 0.9
     from sklearn.svm import LinearSVC
 
-    reference = LinearSVC(C=2.4, dual=False).fit(feats[:45].reshape(45, -1).float().numpy(), labels[:45].numpy())
+    reference = LinearSVC(C=2.4, dual=True, random_state=0).fit(feats[:45].reshape(45, -1).float().numpy(), labels[:45].numpy())
     assert readout.predict(feats).tolist() == reference.predict(feats.reshape(60, -1).float().numpy()).tolist()
     again = LinearReadout.from_state_dict(readout.state_dict())
     assert torch.equal(again.predict(feats), readout.predict(feats))
