@@ -1,0 +1,78 @@
+"""The CLI's and the kernels' fast paths equal the torch reference on real digits."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stdp_plugins.backends import fires_given_inputs, select_winners
+from stdp_plugins.cli import spike_features
+from stdp_plugins.datasets import embedded_split
+from stdp_plugins.learning import WTAMode
+from stdp_plugins.models import min_pool_times
+from stdp_plugins.models.kheradpisheh import KheradpishehNet
+from stdp_plugins.training import LayerwiseTrainer, TrainConfig
+
+@pytest.fixture(scope="module")
+def trained():
+    """A network trained one epoch per layer on 300 real digits, and 200 other digits."""
+    (images, _), _ = embedded_split()
+    net = KheradpishehNet(seed=0)
+    LayerwiseTrainer(net, images[:300], TrainConfig(epochs=(1, 1), progress=False, checkpoint_every=0)).train()
+    return net, images[300:500]
+
+
+def test_cli_featurizer_equals_features_of_the_encoded_digits(trained):
+    net, digits = trained
+    expected = net.features(net.encode(digits))
+    assert expected.any() and not expected.all()
+    assert torch.equal(spike_features(net)(digits), expected)
+
+
+def test_native_fires_given_inputs_equals_torch_on_both_layers(trained):
+    net, digits = trained
+    fired0 = net.encode(digits) < net.config.time_steps
+    layer1 = [fires_given_inputs(fired0, net.conv1.weight, 10.0, 2, backend=b) for b in ("native", "torch")]
+    assert torch.equal(*layer1) and 0 < layer1[0].float().mean() < 1
+    layer2_in = F.pad(F.max_pool2d(layer1[0].float(), 2, 2, 1), (1,) * 4)
+    layer2 = [fires_given_inputs(layer2_in, net.conv2.weight, 1.0, 0, backend=b) for b in ("native", "torch")]
+    assert torch.equal(*layer2) and 0 < layer2[0].float().mean() < 1
+
+
+def test_native_fires_given_inputs_handles_channel_counts_off_the_block():
+    g = torch.Generator().manual_seed(3)
+    fired = torch.rand(5, 3, 9, 7, generator=g) < 0.4
+    weight = torch.rand(21, 3, 3, 3, generator=g)  # 21 = one block of 16 and a rest of 5
+    expected = F.conv2d(fired.double(), weight.double(), padding=1) >= 2.5
+    assert torch.equal(fires_given_inputs(fired, weight, 2.5, 1, backend="native"), expected)
+
+
+def test_native_local_radius_zero_winners_equal_torch(trained):
+    net, digits = trained
+    times = net.encode(digits)
+    pooled = min_pool_times(net.layer_forward(1, times)[0], 2, 2, 1)
+    ties = pooled.clone()
+    ties[:, 1] = ties[:, 0]  # equal times in two channels: the lower channel wins
+    for spikes in (pooled, ties):
+        got = select_winners(spikes, None, WTAMode.LOCAL, 0, backend="native")
+        assert torch.equal(got, select_winners(spikes, None, WTAMode.LOCAL, 0, backend="torch"))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape, kernel, padding", [((3, 4, 28, 28), 2, 1), ((2, 3, 7, 9), 3, 1), ((2, 3, 6, 6), 2, 0)])
+def test_min_pool_times_equals_negated_max_pool(shape, kernel, padding, channels_last):
+    g = torch.Generator().manual_seed(1)
+    times = torch.randint(0, 15, shape, generator=g).float()
+    times[torch.rand(shape, generator=g) < 0.5] = math.inf
+    if channels_last:
+        times = times.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(min_pool_times(times, kernel, kernel, padding), -F.max_pool2d(-times, kernel, kernel, padding))
+
+
+def test_layer2_input_equals_torch_path(trained):
+    net, digits = trained
+    reference = KheradpishehNet(seed=0, backend="torch")
+    reference.load_state_dict(net.state_dict())
+    times = net.encode(digits[:50])
+    assert torch.equal(net.layer_input(2, times), reference.layer_input(2, times))
