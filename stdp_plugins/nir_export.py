@@ -23,9 +23,9 @@ non-leaky integrators (snnTorch's ``beta = 1 - dt / tau`` rounds to 1.0; Spiking
 decay ``v / (tau / dt)`` is below half an ulp of ``v``), at their default ``dt = 1e-4``.
 
 The paper's neuron fires at most once and its potential at step ``t`` is the convolution of
-the cumulative input wave at ``t`` (docs/spec.md, 'First-spike convolution'), so the
-network's cumulative output wave at ``t`` is the graph run *from its initial state* on
-input wave ``t``. :func:`stepwise_waves` lays the ``T`` steps of a batch out as ``T * N``
+the cumulative input wave at ``t`` (docs/spec.md, 'First-spike convolution'); with its
+non-negative weights that potential only grows, so the network's cumulative output wave at
+``t`` is the graph run *from its initial state* on input wave ``t``. :func:`stepwise_waves` lays the ``T`` steps of a batch out as ``T * N``
 independent samples for one such run; :func:`decode_stepwise_output` turns the output back
 into first-spike times and features (its last step, :meth:`KheradpishehNet.features`).
 Running the graph statefully over time instead would not be the paper's network: imported
@@ -95,7 +95,8 @@ def network_to_nir(model: KheradpishehNet, input_size: Tuple[int, int] = (28, 28
     TypeError
         If ``model`` is not a :class:`KheradpishehNet`.
     ValueError
-        If ``input_size`` is not two positive integers or too small for the network.
+        If ``input_size`` is not two positive integers or too small for the network, or a
+        layer's weights are negative or not finite (STDP keeps them in ``[0, 1]``).
     """
     import nir
 
@@ -109,6 +110,9 @@ def network_to_nir(model: KheradpishehNet, input_size: Tuple[int, int] = (28, 28
     for layer in range(1, model.num_layers + 1):
         spec = model.spec(layer)
         weight = model.weight(layer).detach().cpu().to(torch.float32).numpy()
+        if not (np.isfinite(weight).all() and (weight >= 0).all()):
+            raise ValueError(f"model's layer {layer} weights must be finite and >= 0 (potentials that only grow "
+                             f"make the step-from-rest run the network's), got min {weight.min()!r}")
         padding = spec.padding + spec.input_padding
         conv_h, conv_w = (conv_output_size(extent, spec.kernel_size, 1, padding) for extent in (height, width))
         if min(conv_h, conv_w) < 1:

@@ -32,35 +32,15 @@ from stdp_plugins.backends._cupy_ops import (
     launch_sequential_update,
 )
 from stdp_plugins.backends._native import wta_mode_bits
-from stdp_plugins.datasets import embedded_mnist
 from stdp_plugins.learning import STDPConfig, WTAMode
-from stdp_plugins.models import KheradpishehNet
+from cuda_digits import CONVERGENCE_ATOL, WALK_RULES, network_on_digits
 from test_stdp_backends import random_case
-
-IMAGES = 6
-CONVERGENCE_ATOL = 1e-6  # float32 means of up to ~9000 terms in [0, 0.25], summed in another order
 
 
 @pytest.fixture(scope="module")
 def digits():
-    """The reference network on real digits: each layer's training input, times and
-    potentials (torch path), learning winners and a weight copy."""
-    images, _ = embedded_mnist()
-    net = KheradpishehNet(seed=0, backend="torch")
-    layers = {}
-    layer_input = net.layer_input(1, net.encode(images[:IMAGES]))
-    for layer in (1, 2):
-        if layer == 2:
-            layer_input = net.next_input(2, layer_input)
-        spec = net.spec(layer)
-        times, potentials = dense_first_spike_conv(layer_input, net.weight(layer), spec.threshold, spec.padding,
-                                                   net.config.time_steps)
-        layers[layer] = {
-            "input": layer_input, "weight": net.weight(layer).detach().clone(), "spec": spec,
-            "times": times, "potentials": potentials, "winners": net.select_winners(layer, times, potentials),
-            "rates": net.learning_rates(layer, 0),
-        }
-    return net, layers
+    """The reference network on 6 real digits (see ``cuda_digits.network_on_digits``)."""
+    return network_on_digits()
 
 
 def test_host_build_is_available():
@@ -81,10 +61,6 @@ def test_first_spike_conv_kernel_equals_torch_on_digits(digits, layer):
     times, none = launch_first_spike_conv(d["input"], d["weight"], 3.0, d["spec"].padding, 4, potentials=False)
     assert none is None and torch.equal(times, dense_first_spike_conv(d["input"], d["weight"], 3.0,
                                                                       d["spec"].padding, 4)[0])
-
-
-WALK_RULES = [(mode, radius, k) for mode in WTAMode for radius in (0, 2) for k in (1, 5, 40)] + [
-    (WTAMode.GLOBAL, 0, None), (WTAMode.BOTH, 1, None), (WTAMode.LOCAL, 3, None)]
 
 
 @pytest.mark.parametrize("pointwise", [False, True])

@@ -125,6 +125,12 @@ def test_network_to_nir_rejects_bad_arguments():
     one_layer = KheradpishehNet(KheradpishehConfig(layers=(LayerSpec(2, 4, 5, 0, 1.0, 1, 1),)))
     with pytest.raises(ValueError, match="input_size .* too small"):
         network_to_nir(one_layer, (3, 3))
+    for bad in (-0.5, math.nan):
+        broken = KheradpishehNet(seed=0)
+        with torch.no_grad():
+            broken.weight(2)[0, 0, 0, 0] = bad
+        with pytest.raises(ValueError, match="layer 2 weights must be finite and >= 0"):
+            network_to_nir(broken)
     with pytest.raises(ValueError, match="multiple of time_steps"):
         decode_stepwise_output(torch.zeros(7, 1, 1, 1), 15)
 
@@ -136,3 +142,5 @@ def test_export_command_errors(tmp_path, model_dir, capsys):
         with pytest.raises(SystemExit):
             main(["export", "--model", str(model_dir), "--out", str(tmp_path / "x.nir"), *bad])
     assert not (tmp_path / "x.nir").exists()
+    assert main(["export", "--model", str(model_dir), "--out", str(tmp_path / "missing" / "x.nir")]) == 2
+    assert "missing" in capsys.readouterr().err
