@@ -51,15 +51,13 @@ from .serialization import CHECKPOINT_VERSION, CheckpointError, checkpoint_weigh
 
 __all__ = [
     "epoch_order",
-    "CHECKPOINT_VERSION",
-    "CheckpointError",
     "TrainingInterrupted",
     "TrainConfig",
     "LayerwiseTrainer",
     "SpikeCodeFile",
-    "save_checkpoint",
-    "load_checkpoint",
 ]
+# CHECKPOINT_VERSION, CheckpointError, save_checkpoint and load_checkpoint stay importable
+# from here; they are documented in stdp_plugins.serialization.
 
 class TrainingInterrupted(Exception):
     """Training stopped on SIGINT (Ctrl-C) after saving a checkpoint.

@@ -134,6 +134,15 @@ def _check_deploy_nir(ns: dict) -> None:
         assert torch.equal(first_spikes, ns["network_first_spikes"])
 
 
+def _check_networks(ns: dict) -> None:
+    """The Caltech preset's three layers, a JSON network, the weights_only file and load_weights."""
+    assert ns["net"].num_layers == 3 and tuple(ns["net"].weight(2).shape) == (20, 4, 16, 16)
+    assert ns["small"].num_layers == 2 and tuple(ns["features"].shape) == (16, 16, 1, 1)
+    assert ns["record"]["kind"] == "model" and ns["record"]["format"] == "stdp-plugins"
+    for index, name in ((0, "conv1"), (2, "conv2")):
+        assert torch.equal(ns["model"][index].weight, ns["record"]["weights"][name])
+
+
 # page -> what its code must have demonstrated (checked on the namespace it leaves).
 CHECKS = {
     "README.md": _check_readme,
@@ -145,6 +154,7 @@ CHECKS = {
     "docs/tutorials/spikingjelly_kheradpisheh.md": _check_spikingjelly_kheradpisheh,
     "docs/tutorials/snntorch_kheradpisheh.md": _check_snntorch_kheradpisheh,
     "docs/tutorials/deploy_nir.md": _check_deploy_nir,
+    "docs/tutorials/networks.md": _check_networks,
 }
 
 
