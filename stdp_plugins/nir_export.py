@@ -40,14 +40,15 @@ from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .encoding import spike_waves
 from .learning._checks import check_int, check_tensor
 from .learning.timing import conv_output_size
 from .models.kheradpisheh import KheradpishehNet
 
-__all__ = ["NIR_DT", "NEURON_TAU", "network_to_nir", "export_nir", "stepwise_waves", "decode_stepwise_output"]
+__all__ = ["NIR_DT", "NEURON_TAU", "network_to_nir", "export_nir", "stepwise_waves", "decode_stepwise_output",
+           "in_float64"]
 
 #: Time step (seconds) that both importers assume by default; the neurons' parameters use it.
 NIR_DT = 1e-4
@@ -205,3 +206,35 @@ def decode_stepwise_output(output: Tensor, time_steps: int) -> Tuple[Tensor, Ten
     steps = torch.arange(time_steps, dtype=torch.float32, device=output.device).view(-1, 1, 1, 1, 1)
     times = torch.where(fired, steps, math.inf).amin(dim=0)
     return times, fired[-1]
+
+
+def in_float64(imported: nn.Module) -> nn.Module:
+    """``imported`` in float64, every convolution casting its input to float64 first.
+
+    The network decides on float64 sums; a float32 run can differ for potentials within
+    float32 rounding of a threshold. SpikingJelly's importer builds float64 models itself
+    (``dtype=torch.float64``); snnTorch's spike function returns float32 whatever the
+    membrane's dtype, so its next convolution needs the cast (a forward pre-hook).
+
+    Parameters
+    ----------
+    imported : nn.Module
+        A model from a NIR importer (converted in place).
+
+    Returns
+    -------
+    nn.Module
+        ``imported`` itself.
+    """
+    if not isinstance(imported, nn.Module):
+        raise TypeError(f"imported must be a torch.nn.Module, got {type(imported).__name__}")
+    imported.to(torch.float64)
+    for module in imported.modules():
+        if isinstance(module, nn.Conv2d):
+            module.register_forward_pre_hook(_cast_input_to_weight)
+    return imported
+
+
+def _cast_input_to_weight(conv: nn.Conv2d, args: tuple) -> tuple:
+    """Forward pre-hook: the convolution's input in its weight's dtype."""
+    return (args[0].to(conv.weight.dtype),) + tuple(args[1:])

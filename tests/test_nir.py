@@ -16,7 +16,7 @@ from spikingjelly.activation_based.nir_exchange import import_from_nir as spikin
 from stdp_plugins.cli import load_model, main
 from stdp_plugins.datasets import embedded_mnist
 from stdp_plugins.models.kheradpisheh import KheradpishehConfig, KheradpishehNet, LayerSpec
-from stdp_plugins.nir_export import decode_stepwise_output, network_to_nir, stepwise_waves
+from stdp_plugins.nir_export import decode_stepwise_output, in_float64, network_to_nir, stepwise_waves
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +93,9 @@ def test_spikingjelly_import_reproduces_first_spikes_and_features(exported, refe
 
 def test_snntorch_import_reproduces_first_spikes_and_features(exported, reference):
     model, times, wave, features = reference
-    imported = snntorch_import(nir.read(str(exported)))
+    imported = in_float64(snntorch_import(nir.read(str(exported))))
     snntorch.utils.reset(imported)  # the initial state: every sample starts from rest
-    output = imported(stepwise_waves(times, model.config.time_steps))
-    output = output[0] if isinstance(output, tuple) else output
+    output, _ = imported(stepwise_waves(times, model.config.time_steps, torch.float64))
     first, imported_features = decode_stepwise_output(output, model.config.time_steps)
     assert torch.equal(imported_features, features)
     assert torch.equal(first, _first_spikes(wave))
@@ -131,6 +130,8 @@ def test_network_to_nir_rejects_bad_arguments():
             broken.weight(2)[0, 0, 0, 0] = bad
         with pytest.raises(ValueError, match="layer 2 weights must be finite and >= 0"):
             network_to_nir(broken)
+    with pytest.raises(TypeError, match="imported must be a torch.nn.Module"):
+        in_float64("graph")
     with pytest.raises(ValueError, match="multiple of time_steps"):
         decode_stepwise_output(torch.zeros(7, 1, 1, 1), 15)
 
