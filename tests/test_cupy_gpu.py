@@ -17,6 +17,7 @@ from stdp_plugins.backends import (
     cupy_available,
     first_spike_conv,
     first_spike_times,
+    first_spike_training_step_,
     fused_winner_update,
     resolve_backend,
     select_winners,
@@ -115,6 +116,8 @@ def test_kernels_launch_without_host_synchronisation(digits):
         for reduction in ("mean", "sequential"):
             fused_winner_update(d["weight"], d["input"], d["times"], mask, net.config.stdp, 0.004, 0.003, 1, 2,
                                 "cupy", reduction=reduction)
+            first_spike_training_step_(d["weight"], d["input"], 10.0, 2, 15, WTAMode.BOTH, 2, 5, net.config.stdp,
+                                       0.004, 0.003, reduction, "cupy")
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

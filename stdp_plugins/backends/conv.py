@@ -57,10 +57,14 @@ def _backend(backend: str, in_times: Tensor, time_steps: int) -> str:
                             "cupy": too_long_for_cuda if time_steps > MAX_CONV_STEPS else None})
 
 
-def check_layer(in_times: Tensor, weight: Tensor, threshold: float, padding: int, time_steps: int):
-    """Validate a layer's inputs; returns ``(threshold, padding, time_steps, (H_out, W_out))``."""
+def check_layer(in_times: Tensor, weight: Tensor, threshold: float, padding: int, time_steps: int,
+                values: bool = True):
+    """Validate a layer's inputs; returns ``(threshold, padding, time_steps, (H_out, W_out))``.
+    ``values=False`` skips the checks that read tensor values (NaN or negative times,
+    negative weights), which would synchronise a GPU."""
     check_tensor("in_times", in_times, 4, "[N, C_in, H, W]")
-    check_spike_times("in_times", in_times)
+    if values:
+        check_spike_times("in_times", in_times)
     check_tensor("weight", weight, 4, "[C_out, C_in, k, k]")
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a floating tensor, got dtype {weight.dtype}")
@@ -68,7 +72,7 @@ def check_layer(in_times: Tensor, weight: Tensor, threshold: float, padding: int
         raise ValueError(
             f"weight must have shape [C_out, C_in={in_times.shape[1]}, k, k], got {tuple(weight.shape)}"
         )
-    if bool((weight < 0).any()):
+    if values and bool((weight < 0).any()):
         raise ValueError("weight must be non-negative (first-spike layers need monotone potentials)")
     if weight.device != in_times.device:
         raise ValueError(f"weight on {weight.device} and in_times on {in_times.device} must share a device")
@@ -84,6 +88,17 @@ def check_layer(in_times: Tensor, weight: Tensor, threshold: float, padding: int
             f"with padding {padding}"
         )
     return threshold, padding, time_steps, (out_h, out_w)
+
+
+def _checked_layer(backend: str, in_times: Tensor, weight: Tensor, threshold: float, padding: int,
+                   time_steps: int):
+    """:func:`check_layer` and the implementation that runs; ``(threshold, padding,
+    time_steps, out_size, chosen)``. The CuPy path is not value-checked (no host sync)."""
+    threshold, padding, time_steps, out_size = check_layer(in_times, weight, threshold, padding, time_steps, False)
+    chosen = _backend(backend, in_times, time_steps)
+    if chosen != "cupy":
+        check_layer(in_times, weight, threshold, padding, time_steps)
+    return threshold, padding, time_steps, out_size, chosen
 
 
 def dense_first_spike_conv(
@@ -172,8 +187,8 @@ def first_spike_conv(
     potentials : Tensor or None
         Float64 potential at the first spike, 0 for silent neurons.
     """
-    threshold, padding, time_steps, out_size = check_layer(in_times, weight, threshold, padding, time_steps)
-    chosen = _backend(backend, in_times, time_steps)
+    threshold, padding, time_steps, out_size, chosen = _checked_layer(backend, in_times, weight, threshold, padding,
+                                                                      time_steps)
     if chosen == "native":
         times, pots, *_ = run_event_kernel(in_times, weight, threshold, padding, time_steps, out_size, potentials,
                                            False, None)
@@ -207,8 +222,8 @@ def first_spike_conv_pointwise(
     survivor : Tensor
         int64 ``[N, H_out, W_out]``, the surviving channel, ``-1`` where nothing fired.
     """
-    threshold, padding, time_steps, out_size = check_layer(in_times, weight, threshold, padding, time_steps)
-    chosen = _backend(backend, in_times, time_steps)
+    threshold, padding, time_steps, out_size, chosen = _checked_layer(backend, in_times, weight, threshold, padding,
+                                                                      time_steps)
     if chosen == "native":
         times, potentials, survivor, *_ = run_event_kernel(in_times, weight, threshold, padding, time_steps,
                                                            out_size, True, True, None)
@@ -254,9 +269,9 @@ def first_spike_conv_winners(
     -----
     On the native path ``times`` is a channels-last view (the kernel's layout).
     """
-    threshold, padding, time_steps, out_size = check_layer(in_times, weight, threshold, padding, time_steps)
+    threshold, padding, time_steps, out_size, chosen = _checked_layer(backend, in_times, weight, threshold, padding,
+                                                                      time_steps)
     rule = _winner_rule(mode, radius, k_winners)
-    chosen = _backend(backend, in_times, time_steps)
     if chosen != "native":
         times, potentials = _dense_or_cupy(chosen, in_times, weight, threshold, padding, time_steps)
         return times, select_winners(times, potentials, *rule, pointwise=True, backend=chosen)
@@ -292,9 +307,9 @@ def first_spike_training_step_(
     Tensor
         float32 ``[C_out]`` per-channel convergence of the updated weights.
     """
-    threshold, padding, time_steps, out_size = check_layer(in_times, weight, threshold, padding, time_steps)
+    threshold, padding, time_steps, out_size, chosen = _checked_layer(backend, in_times, weight, threshold, padding,
+                                                                      time_steps)
     rule = _winner_rule(mode, radius, k_winners)
-    chosen = _backend(backend, in_times, time_steps)
     whole_step_in_c = (chosen == "native" and reduction == "sequential" and weight.dtype == torch.float32
                        and weight.is_contiguous())
     if not whole_step_in_c:
