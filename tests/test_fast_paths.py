@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from stdp_plugins.backends import fires_given_inputs, select_winners
+from stdp_plugins.backends.pooled import pooled_survivors
 from stdp_plugins.cli import spike_features
 from stdp_plugins.datasets import embedded_split
 from stdp_plugins.learning import WTAMode
@@ -76,3 +77,15 @@ def test_layer2_input_equals_torch_path(trained):
     reference.load_state_dict(net.state_dict())
     times = net.encode(digits[:50])
     assert torch.equal(net.layer_input(2, times), reference.layer_input(2, times))
+
+
+@pytest.mark.parametrize("kernel, stride, padding, border", [(2, 2, 1, 1), (3, 3, 0, 0), (2, 2, 0, 2)])
+def test_native_pooled_survivors_equal_torch(trained, kernel, stride, padding, border):
+    net, digits = trained
+    times = net.layer_forward(1, net.encode(digits[:40]))[0].contiguous(memory_format=torch.channels_last)
+    ties = times.clone()
+    ties[:, 3] = ties[:, 2]  # equal times in two channels: the lower channel passes
+    for spikes in (times, ties):
+        got = pooled_survivors(spikes, kernel, stride, padding, border, backend="native")
+        assert torch.equal(got, pooled_survivors(spikes, kernel, stride, padding, border, backend="torch"))
+    assert torch.isfinite(got).any()

@@ -19,17 +19,18 @@ from torch import Tensor
 
 from ..learning import STDPConfig, WTAMode
 from ..learning._indexing import nonzero_indices
-from ._native import native_library, times_to_codes, wta_mode_bits
+from ._native import NEVER, native_library, wta_mode_bits
 from .stdp import native_stdp_steps_
 from ._threads import parallel_ranges, thread_scratch
 
-__all__ = ["run_event_kernel", "event_training_step_", "run_fires_kernel"]
+__all__ = ["run_event_kernel", "event_training_step_", "run_fires_kernel", "run_pooled_survivors"]
 
 _P, _I, _L, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_double
 #: ctypes signatures of this module's C entry points beyond the library's common ones
 _FIRES_SIGNATURES = {
     "fires_binary": (None, [_I, _I, _I, _I, _P, _I, _I, _I, _P, _D, _I, _I, _P, _P]),
     "fires_binary_scratch": (_L, [_I] * 6),
+    "pooled_survivors": (None, [_I, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P, _P]),
 }
 #: Channels per block of ``fires_binary`` (FIRES_BLOCK in csrc/first_spike_conv.c).
 _FIRES_BLOCK = 16
@@ -61,7 +62,9 @@ def run_event_kernel(
     out_h, out_w = out_size
     n, c_in, height, width = in_times.shape
     c_out, k = weight.shape[0], weight.shape[-1]
-    codes = times_to_codes(in_times, time_steps).contiguous()
+    # uint8 codes in one pass: the kernel skips every code >= time_steps, so times at or
+    # after the last step need not become NEVER exactly (times_to_codes' extra passes)
+    codes = in_times.clamp(max=NEVER).to(torch.uint8).contiguous()
     weight_t = weight.detach().to(torch.float64).permute(1, 2, 3, 0).contiguous()
     out_times = torch.empty(n, out_h, out_w, c_out, dtype=torch.float32) if times else None
     out_pot = torch.empty(n, out_h, out_w, c_out, dtype=torch.float64) if potentials else None
@@ -136,6 +139,14 @@ def event_training_step_(
                               1, padding, per_sample=True)
 
 
+def _typed_library():
+    """The native library with this module's extra signatures set."""
+    library = native_library()
+    for name, (restype, argtypes) in _FIRES_SIGNATURES.items():
+        getattr(library, name).restype, getattr(library, name).argtypes = restype, argtypes
+    return library
+
+
 def run_fires_kernel(fired: Tensor, weight: Tensor, threshold: float, padding: int,
                      out_size: Tuple[int, int]) -> Tensor:
     """Bool ``[N, C_out, H_out, W_out]``: which neurons reach ``threshold`` once every input
@@ -145,9 +156,7 @@ def run_fires_kernel(fired: Tensor, weight: Tensor, threshold: float, padding: i
     and nothing but the answer is written. Split over the worker threads."""
     if fired.device.type != "cpu":
         raise ValueError(f"fired must be on the CPU for the native kernel, got {fired.device}")
-    library = native_library()
-    for name, (restype, argtypes) in _FIRES_SIGNATURES.items():
-        getattr(library, name).restype, getattr(library, name).argtypes = restype, argtypes
+    library = _typed_library()
     n, c_in, height, width = fired.shape
     c_out, k = weight.shape[0], weight.shape[-1]
     out_h, out_w = out_size
@@ -166,6 +175,32 @@ def run_fires_kernel(fired: Tensor, weight: Tensor, threshold: float, padding: i
             library.fires_binary(hi - lo, c_in, height, width, marks.data_ptr() + lo * per_in, c_out, k, padding,
                                  weight_b.data_ptr(), threshold, out_h, out_w, out.data_ptr() + lo * per_out,
                                  thread_scratch(scratch_bytes).data_ptr())
+        return 0
+
+    parallel_ranges(n, run)
+    return out
+
+
+def run_pooled_survivors(times: Tensor, kernel_size: int, padding: int, pooled_size: Tuple[int, int],
+                         border: int) -> Tensor:
+    """``pooled_survivors`` of the C library: float32 ``[N, C, H, W]`` CPU times (read
+    channel-last, the event kernel's layout) min-pooled by non-overlapping windows, padded
+    by ``border`` and pointwise-inhibited; float32 ``[N, C, H_pool + 2 border, W_pool + 2
+    border]``. Split over the worker threads."""
+    if times.device.type != "cpu":
+        raise ValueError(f"times must be on the CPU for the native kernel, got {times.device}")
+    library = _typed_library()
+    n, c, height, width = times.shape
+    out_h, out_w = pooled_size
+    nhwc = times.permute(0, 2, 3, 1).contiguous()  # a no-op for channels-last times
+    out = torch.empty(n, c, out_h + 2 * border, out_w + 2 * border, dtype=torch.float32)
+    per_in, per_out = c * height * width, out[0].numel()
+
+    def run(lo: int, hi: int) -> int:
+        if hi > lo:
+            library.pooled_survivors(hi - lo, height, width, c, nhwc.data_ptr() + 4 * lo * per_in, kernel_size,
+                                     padding, out_h, out_w, border, out.data_ptr() + 4 * lo * per_out,
+                                     thread_scratch(4 * c).data_ptr())
         return 0
 
     parallel_ranges(n, run)

@@ -40,6 +40,7 @@ from ..backends import (
     fused_winner_update,
     select_winners,
 )
+from ..backends.pooled import pooled_survivors
 from ..encoding import DoGLatencyEncoder
 from ..learning import STDPLearner, WTAMode
 from ..learning._checks import check_int, check_tensor
@@ -188,6 +189,9 @@ class KheradpishehNet(nn.Module):
             below_input, self.weight(layer - 1), below.threshold, below.padding,
             self.config.time_steps, self.backend, potentials=False, memory_format=torch.channels_last,
         )
+        if not below.global_pool:  # pooling, padding and inhibition in one dispatched pass
+            return pooled_survivors(times, below.pool_kernel, below.pool_stride, below.pool_padding,
+                                    spec.input_padding, self.backend)
         pooled = pad_times(self._pool(layer - 1, times), spec.input_padding)
         inhibited = select_winners(pooled, None, WTAMode.LOCAL, 0, backend=self.backend)
         return torch.where(inhibited, pooled, math.inf)

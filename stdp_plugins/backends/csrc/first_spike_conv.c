@@ -231,3 +231,38 @@ void fires_binary(int n, int c_in, int h, int w, const uint8_t *fired, int c_out
         }
     }
 }
+
+/* Training input of the next layer from a layer's first-spike times: min-pooling of
+   non-overlapping k x k windows (stride k) starting at -pad, zero padding `border` (never
+   fires), then pointwise inhibition: at each position only the earliest channel, ties to
+   the lowest, keeps its time.
+   times [n][h][w][c] float32 (channel-last), +inf = never
+   out   [n][c][ho + 2 border][wo + 2 border] float32 */
+void pooled_survivors(int n, int h, int w, int c, const float *times, int k, int pad, int ho, int wo, int border,
+                      float *out, float *minima)
+{
+    const int oh = ho + 2 * border, ow = wo + 2 * border;
+    const long n_out = (long)c * oh * ow;
+    for (int img = 0; img < n; ++img) {
+        const float *t = times + (long)img * h * w * c;
+        float *o = out + (long)img * n_out;
+        for (long i = 0; i < n_out; ++i) o[i] = INFINITY;
+        for (int py = 0; py < ho; ++py) {
+            for (int px = 0; px < wo; ++px) {
+                for (int ch = 0; ch < c; ++ch) minima[ch] = INFINITY;
+                for (int y = py * k - pad; y < py * k - pad + k; ++y) {
+                    if (y < 0 || y >= h) continue;
+                    for (int x = px * k - pad; x < px * k - pad + k; ++x) {
+                        if (x < 0 || x >= w) continue;
+                        const float *restrict cell = t + ((long)y * w + x) * c;
+                        for (int ch = 0; ch < c; ++ch) minima[ch] = cell[ch] < minima[ch] ? cell[ch] : minima[ch];
+                    }
+                }
+                int best = 0;
+                for (int ch = 1; ch < c; ++ch) best = minima[ch] < minima[best] ? ch : best;
+                if (minima[best] < INFINITY)
+                    o[((long)best * oh + py + border) * ow + px + border] = minima[best];
+            }
+        }
+    }
+}
