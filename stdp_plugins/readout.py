@@ -13,6 +13,7 @@ just sees each digit at the small offsets the pooling layers do not absorb.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -114,7 +115,9 @@ def fit_readout(
     used: on the default run's 18,000 feature rows of the trained network it converged in
     about 570 passes and 23 s, to a lower objective than the primal Newton solver
     (``dual=False``) reached in 154 s (same run, 2 shared cores), and it keeps no Hessian
-    work space.
+    work space. On poorly separable features (a barely trained network, nearly every
+    feature on) the dual can run out of ``max_iter`` passes; the primal solver, robust
+    there, then fits instead.
 
     Parameters
     ----------
@@ -132,6 +135,7 @@ def fit_readout(
     max_iter : int
         Iteration cap of the solver.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
     check_tensor("labels", labels, 1, "[N]")
@@ -142,8 +146,12 @@ def fit_readout(
     x = _sparse_rows([features] if isinstance(features, Tensor) else features)
     if x.shape[0] != labels.shape[0]:
         raise ValueError(f"labels must have {x.shape[0]} entries (one per feature row), got {labels.shape[0]}")
-    svm = LinearSVC(C=c, dual=True, random_state=seed, max_iter=max_iter)
-    svm.fit(x, labels.cpu().numpy())
+    y = labels.cpu().numpy()
+    with warnings.catch_warnings():  # a dual that runs out of passes is replaced below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        svm = LinearSVC(C=c, dual=True, random_state=seed, max_iter=max_iter).fit(x, y)
+    if svm.n_iter_ >= max_iter:
+        svm = LinearSVC(C=c, dual=False, random_state=seed, max_iter=max_iter).fit(x, y)
     return LinearReadout(
         torch.from_numpy(np.asarray(svm.coef_, dtype=np.float64)),
         torch.from_numpy(np.asarray(svm.intercept_, dtype=np.float64)),
