@@ -1,10 +1,15 @@
 """The CUDA sources of stdp_plugins/backends/cuda: they ship with the package, nvcc compiles
-every one for sm_80 and sm_90 with the runtime's options, and the launchers' parameter
-tables match the compiled entry points. nvcc is part of the test environment (CI machines
-have it), so these tests run without a GPU and never skip."""
+every one for sm_80 and sm_90 with the runtime's options, NVRTC (what ``cupy.RawModule``
+compiles with, without host headers) compiles every one too, and the launchers' parameter
+tables match the compiled entry points. nvcc and NVRTC are part of the test environment (CI
+machines have the CUDA toolkit; NVRTC also comes with torch's CUDA wheels), so these tests
+run without a GPU and never skip."""
 
 from __future__ import annotations
 
+import ctypes
+import glob
+import os
 import re
 import shutil
 import subprocess
@@ -66,3 +71,40 @@ def test_parameter_tables_match_the_compiled_kernels(name, tmp_path):
     expected = {"pointer": "u64", "int": "u32", "long": "u64", "float": "f32", "double": "f64"}
     assert ptx_types == [expected[kind] for _, kind in kernel.parameters]
     assert _declared_parameter_names(cuda_source(kernel.file), name) == [n for n, _ in kernel.parameters]
+
+
+def nvrtc() -> ctypes.CDLL:
+    """The NVRTC library of torch's CUDA wheels (``nvidia/cu*/lib``) or of the CUDA toolkit."""
+    folders = [os.path.join(os.path.dirname(os.path.realpath(shutil.which("nvcc") or "")), "..", "lib64")]
+    try:
+        import nvidia
+
+        folders += [os.path.join(root, "cu*", "lib") for root in nvidia.__path__]
+        folders += [os.path.join(root, "cuda_nvrtc", "lib") for root in nvidia.__path__]
+    except ImportError:  # no CUDA wheels: the toolkit's copy only
+        pass
+    found = sorted(path for folder in folders for path in glob.glob(os.path.join(folder, "libnvrtc.so*")))
+    if not found:
+        pytest.fail(f"NVRTC (libnvrtc.so) was not found in {folders}: install torch's CUDA wheel or the CUDA toolkit")
+    return ctypes.CDLL(found[0])
+
+
+@pytest.mark.parametrize("arch", ("compute_80", "compute_90"))
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_nvrtc_compiles_every_kernel_as_cupy_does(name, arch):
+    library, kernel = nvrtc(), KERNELS[name]
+    program = ctypes.c_void_p()
+    assert library.nvrtcCreateProgram(ctypes.byref(program), cuda_source(kernel.file).encode(), kernel.file.encode(),
+                                      0, None, None) == 0
+    options = [option.encode() for option in (*NVRTC_OPTIONS, f"-arch={arch}")]
+    status = library.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+    size = ctypes.c_size_t()
+    library.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    library.nvrtcGetProgramLog(program, log)
+    assert status == 0, log.value.decode(errors="replace")
+    library.nvrtcGetPTXSize(program, ctypes.byref(size))
+    ptx = ctypes.create_string_buffer(size.value)
+    library.nvrtcGetPTX(program, ptx)
+    library.nvrtcDestroyProgram(ctypes.byref(program))
+    assert f".entry {name}(" in ptx.value.decode()
