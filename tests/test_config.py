@@ -189,3 +189,28 @@ def test_cli_trains_the_caltech_preset_on_synthetic_images(tmp_path, capsys):
     assert main(["train", "--config", "caltech", "--data", str(tmp_path / "digits.npz"), "--out", str(out)]) == 2
     assert ("do not fit the network: layer 2: an input of 3x3 is too small for a 16x16 convolution and its "
             "pooling (images of 28x28)") in capsys.readouterr().err
+
+
+def test_three_layer_features_equal_the_first_spike_times_path():
+    """features() (which neurons fire, layer by layer) equals pooling the first-spike times of
+    every layer without inhibition, on the Caltech preset with its global last pooling."""
+    from stdp_plugins.backends import first_spike_conv
+    from stdp_plugins.models import min_pool_times, pad_times
+
+    net = KheradpishehNet(load_network_config("caltech"), seed=2)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # sparse weights (over a third exactly 0), so that features differ
+        for weight in net.weights():
+            weight.copy_((torch.rand(weight.shape, generator=g) * 1.6 - 0.6).clamp(0.0, 1.0))
+    times = net.encode(torch.from_numpy(_synthetic(6, seed=3)[0]))
+    x = times
+    for layer in range(1, net.num_layers + 1):
+        spec = net.spec(layer)
+        x, _ = first_spike_conv(x, net.weight(layer), spec.threshold, spec.padding, 15, potentials=False)
+        x = x.amin(dim=(2, 3), keepdim=True) if spec.global_pool else min_pool_times(
+            x, spec.pool_kernel, spec.pool_stride, spec.pool_padding)
+        if layer < net.num_layers:
+            x = pad_times(x, net.spec(layer + 1).input_padding)
+    expected = torch.isfinite(x)
+    assert 0.0 < float(expected.float().mean()) < 1.0
+    assert torch.equal(net.features(times), expected)
