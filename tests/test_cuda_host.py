@@ -51,11 +51,11 @@ def test_host_build_is_available():
 def test_first_spike_conv_kernel_equals_torch_on_digits(digits, layer):
     net, layers = digits
     d = layers[layer]
-    for threshold in (d["spec"].threshold, 3.0):
-        times, potentials = launch_first_spike_conv(d["input"], d["weight"], threshold, d["spec"].padding,
+    for threshold, inputs in ((d["spec"].threshold, d["input"]), (3.0, d["input"]), (3.0, d["input"] * 0.7)):
+        times, potentials = launch_first_spike_conv(inputs, d["weight"], threshold, d["spec"].padding,
                                                     net.config.time_steps)
         expected_times, expected_potentials = dense_first_spike_conv(
-            d["input"], d["weight"], threshold, d["spec"].padding, net.config.time_steps)
+            inputs, d["weight"], threshold, d["spec"].padding, net.config.time_steps)
         assert 0.01 < float(torch.isfinite(times).float().mean()) < 1.0  # a real mix of silent and firing
         assert torch.equal(times, expected_times) and torch.equal(potentials, expected_potentials)
     times, none = launch_first_spike_conv(d["input"], d["weight"], 3.0, d["spec"].padding, 4, potentials=False)

@@ -4,8 +4,8 @@
 //
 // Event-driven per neuron rather than a dense convolution over time: one thread per
 // output neuron (n, c, y, x) reads its receptive field once, adds each weight (in float64)
-// to the bucket of the step at which its input arrives (ceil(t_in), inputs at or after
-// `steps` never arrive), then runs through the buckets until the threshold is reached.
+// to the bucket of the step at which its input arrives (ceil(t_in), inputs after step
+// steps - 1 never arrive), then runs through the buckets until the threshold is reached.
 // That is C_in * k * k + T operations per neuron instead of T * C_in * k * k. Sums of
 // float32 weights in float64 are exact, so the potentials equal the torch reference's
 // float64 convolution of the cumulative spike waves bit for bit.
@@ -55,8 +55,8 @@ extern "C" __global__ void first_spike_conv(
                     const int col = x - padding + dx;
                     if (col < 0 || col >= width) continue;
                     const float t = plane[row * width + col];
-                    if (t <= last_step) {  // arrives at step ceil(t); inf, NaN and late inputs never do
-                        bucket[(int)ceilf(t)] += w[(ci * kernel_size + dy) * kernel_size + dx];
+                    if (t <= last_step) {  // arrives at step ceil(t) (0 if t <= 0); inf, NaN and late inputs never
+                        bucket[t > 0.0f ? (int)ceilf(t) : 0] += w[(ci * kernel_size + dy) * kernel_size + dx];
                     }
                 }
             }
