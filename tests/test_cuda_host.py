@@ -11,6 +11,9 @@ kernel reduces in its own fixed order instead of torch's (``CONVERGENCE_ATOL``).
 from __future__ import annotations
 
 import math
+import subprocess
+from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +196,67 @@ def test_mean_launch_plan_and_argument_names():
     with pytest.raises(ValueError, match=r"missing \['batch'\], unknown \['batches'\]"):
         ordered_arguments(KERNELS["fused_stdp_update"], {**pointers, **{k: v for k, v in scalars.items()
                                                                       if k != "batch"}, "batches": 1})
+
+
+SHIM_PROBE = r'''
+#include "host_shim.h"
+#include <cstdio>
+
+// Warp ballot and shuffles, a block barrier after an early return of some threads, atomics.
+extern "C" __global__ void probe(int* out, int* total) {
+    const int lane = threadIdx.x & 31;
+    __shared__ int staged[64];
+    const unsigned int ballot = __ballot_sync(0xffffffffu, lane % 3 == 0);
+    const int from_five = __shfl_sync(0xffffffffu, (int)threadIdx.x * 10, 5);
+    const float down = __shfl_down_sync(0xffffffffu, (float)threadIdx.x, 4);
+    staged[threadIdx.x] = (int)threadIdx.x;
+    atomicAdd(total, 1);
+    if (threadIdx.x >= 48) return;
+    __syncthreads();
+    out[threadIdx.x * 4 + 0] = (int)ballot;
+    out[threadIdx.x * 4 + 1] = from_five;
+    out[threadIdx.x * 4 + 2] = (int)down;
+    out[threadIdx.x * 4 + 3] = staged[47 - threadIdx.x] + (int)blockIdx.x * 1000;
+}
+
+// Half of a warp at a block barrier, the other half at a ballot: can never complete.
+extern "C" __global__ void deadlock(int* out) {
+    if ((threadIdx.x & 31) < 16) __syncthreads();
+    else out[0] = (int)__ballot_sync(0xffffffffu, 1);
+}
+
+HOST_LAUNCHER(probe, true)
+HOST_LAUNCHER(deadlock, true)
+
+int main() {
+    int out[48 * 4] = {0}, total = 0, ignored = 0;
+    int* out_pointer = out;
+    int* total_pointer = &total;
+    int* ignored_pointer = &ignored;
+    void* probe_parameters[] = {&out_pointer, &total_pointer};
+    void* deadlock_parameters[] = {&ignored_pointer};
+    const unsigned int dims[6] = {2, 1, 1, 64, 1, 1};
+    const int status = host_probe(dims, probe_parameters);
+    const int stuck = host_deadlock(dims, deadlock_parameters);
+    std::printf("%d %d %d\n", status, stuck, total);
+    for (int t = 0; t < 48; ++t) std::printf("%d %d %d %d\n", out[t * 4], out[t * 4 + 1], out[t * 4 + 2], out[t * 4 + 3]);
+    return 0;
+}
+'''
+
+
+def test_shim_emulates_warp_collectives_barriers_and_atomics(tmp_path):
+    source = tmp_path / "probe.cpp"
+    source.write_text(SHIM_PROBE)
+    binary = tmp_path / "probe"
+    shim_folder = Path(str(resources.files("stdp_plugins.backends"))) / "cuda"
+    subprocess.run(["g++", "-std=c++17", "-O2", f"-I{shim_folder}", str(source), "-o", str(binary)], check=True)
+    lines = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[0].split() == ["0", "-1", "128"]  # probe ran; the deadlock was detected; 2 x 64 atomics
+    rows = [list(map(int, line.split())) for line in lines[1:]]
+    for t, (ballot, from_five, down, staged) in enumerate(rows):
+        warp = t // 32
+        assert ballot == sum(1 << lane for lane in range(32) if lane % 3 == 0)
+        assert from_five == (32 * warp + 5) * 10
+        assert down == (t + 4 if t % 32 < 28 else t)  # past the warp's end: the own value
+        assert staged == 47 - t + 1000  # block 1 ran last; every thread's write was visible
