@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from stdp_plugins.backends import kernel_source
 from stdp_plugins.backends._cuda_kernels import KERNELS, NVRTC_OPTIONS, cuda_source
 
 CUDA_DIR = Path(str(resources.files("stdp_plugins.backends"))) / "cuda"
@@ -35,7 +36,10 @@ def nvcc() -> str:
 def test_every_kernel_has_its_source_and_every_source_a_kernel():
     assert sorted({kernel.file for kernel in KERNELS.values()}) == [p.name for p in CU_FILES]
     for kernel in KERNELS.values():
-        assert f'extern "C" __global__ void {kernel.name}(' in cuda_source(kernel.file)
+        assert f'extern "C" __global__ void {kernel.name}(' in kernel_source(kernel.name) == cuda_source(kernel.file)
+    assert kernel_source() == cuda_source("fused_stdp.cu")
+    with pytest.raises(ValueError, match="kernel must be one of 'fused_stdp_update', .*, got 'fused'"):
+        kernel_source("fused")
     assert {"host_shim.h", "host_launchers.cpp"} <= {p.name for p in CUDA_DIR.iterdir()}
 
 

@@ -24,12 +24,13 @@ from ._cuda_kernels import KERNELS, cuda_source, cupy_available, launch
 __all__ = [
     "KERNEL_FILE",
     "KERNEL_NAME",
-    "KERNEL_PARAMETERS",
     "cupy_available",
     "kernel_source",
     "launch_fused_update",
     "launch_plan",
+    "geometry_arguments",
     "rate_arguments",
+    "stdp_arrays",
 ]
 
 KERNEL_NAME = "fused_stdp_update"
@@ -37,9 +38,6 @@ KERNEL_NAME = "fused_stdp_update"
 
 KERNEL_FILE = KERNELS[KERNEL_NAME].file
 """File name of its CUDA source inside ``stdp_plugins/backends/cuda``."""
-
-KERNEL_PARAMETERS: Tuple[Tuple[str, str], ...] = KERNELS[KERNEL_NAME].parameters
-"""The kernel's parameters in order, as ``(name, kind)`` (see :class:`._cuda_kernels.Kernel`)."""
 
 THREADS_PER_BLOCK = 256
 """Block size; a multiple of 32 (the kernel's warp ballots need full warps)."""
@@ -52,9 +50,24 @@ _MAX_GRID_Y = 65535
 LearningRate = Union[float, Tensor]
 
 
-def kernel_source() -> str:
-    """The CUDA source of the mean update, read from the installed package."""
-    return cuda_source(KERNEL_FILE)
+def kernel_source(kernel: str = KERNEL_NAME) -> str:
+    """The CUDA source of one kernel, read from the installed package.
+
+    Parameters
+    ----------
+    kernel : str
+        Its entry point: ``"fused_stdp_update"`` (the mean update, the default),
+        ``"sequential_stdp_update"``, ``"select_winners_walk"``, ``"first_spike_times"`` or
+        ``"first_spike_conv"``.
+
+    Raises
+    ------
+    ValueError
+        For another name.
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
+    return cuda_source(KERNELS[kernel].file)
 
 
 def rate_arguments(lr_plus: LearningRate, lr_minus: LearningRate, device: torch.device) -> Dict[str, Any]:
@@ -120,7 +133,7 @@ def launch_plan(
     grid : tuple of int
         ``(C_out, G)``: one block row per output channel, ``G`` blocks sharing its positions.
     scalars : dict
-        The non-pointer parameters of :data:`KERNEL_PARAMETERS` by name.
+        The non-pointer parameters of the kernel by name.
     """
     batch, _, out_height, out_width = post_shape
     positions = batch * out_height * out_width
