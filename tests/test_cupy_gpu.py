@@ -9,6 +9,9 @@ Marked ``gpu``; skipped without a CUDA GPU and CuPy (the host-build tests of
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -134,3 +137,24 @@ def test_reference_network_trains_on_cuda_with_the_cpu_weights():
                 net.train_step(layer, times[start:start + 32], start, reduction="sequential")
     for layer in (1, 2):
         assert torch.equal(nets[CUDA].weight(layer).cpu(), nets["cpu"].weight(layer))
+
+
+def test_spikingjelly_example_learns_on_cuda_with_the_cpu_weights():
+    # the adapters' learners on CUDA tensors: first spikes, winners and updates all via CuPy
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    import spikingjelly_kheradpisheh as example
+
+    from stdp_plugins.encoding import DoGLatencyEncoder
+    from stdp_plugins.models.recipe import PAPER, attach_paper_learners
+
+    images, _ = embedded_mnist()
+    weights = {}
+    for device in ("cpu", CUDA):
+        net = example.build_model().to(device)
+        group = attach_paper_learners(net)
+        times = DoGLatencyEncoder(PAPER.time_steps).to(device).spike_times(images[:64].to(device))
+        example.train_layer(net, group, 1, times, 1, 16, 0, False)
+        example.train_layer(net, group, 2, example.layer2_input(net, times), 1, 16, 0, False)
+        group.close()
+        weights[device] = [net.conv1.weight.detach().cpu(), net.conv2.weight.detach().cpu()]
+    assert all(torch.equal(a, b) for a, b in zip(weights[CUDA], weights["cpu"]))
