@@ -183,9 +183,10 @@ def kheradpisheh_phases(images: torch.Tensor, batch: int, budget: float) -> Dict
 def weights_match_cpu(images: torch.Tensor, batch: int) -> Dict[str, object]:
     """Layer-1 training on ``images``: the GPU (CuPy) weights against the CPU path's."""
     weights = {}
+    encoded = KheradpishehNet(seed=0).encode(images)  # encoded once: the DoG filter is a float32 convolution
     for device in ("cpu", CUDA):
         net = KheradpishehNet(seed=0).to(device)
-        layer_input = net.layer_input(1, net.encode(images.to(device)))
+        layer_input = net.layer_input(1, encoded.to(device))
         for start in range(0, layer_input.shape[0], batch):
             net.train_step(1, layer_input[start:start + batch], start, reduction="sequential")
         weights[device] = net.weight(1).detach().cpu()
