@@ -10,7 +10,8 @@ Usage (from the repository root, on a machine with a CUDA GPU and CuPy)::
    bit for bit; otherwise the largest absolute difference).
 3. Images per second per phase for ``KheradpishehNet`` (layer-1 training, layer-2 training,
    features) and for the SpikingJelly example (``examples/spikingjelly_kheradpisheh.py``:
-   layer-1 and layer-2 training through the learners), with ``backend="cupy"`` and
+   layer-1 and layer-2 training through the learners), with the CuPy kernels (``"cupy"``:
+   ``backend="auto"`` on CUDA tensors, which takes CuPy wherever it is written) and
    ``backend="torch"`` on the same GPU in the same run, and their ratio. Each measurement
    runs whole batches for at most ``--budget`` seconds (after a warm-up batch), synchronised.
 4. Whether layer-1 training on the GPU ends with the CPU path's weights.
@@ -164,13 +165,13 @@ def kheradpisheh_phases(images: torch.Tensor, batch: int, budget: float) -> Dict
     """Images/s of the reference network's phases per backend, on the GPU. The layers'
     training inputs are computed once, outside the timing (they are exact, so the same for
     both backends)."""
-    source = KheradpishehNet(seed=0, backend="cupy").to(CUDA)
+    source = KheradpishehNet(seed=0).to(CUDA)
     input_times = source.encode(images.to(CUDA))
     inputs = {1: source.layer_input(1, input_times)}
     inputs[2] = torch.cat([source.next_input(2, part) for part in inputs[1].split(batch)])
     phases: Dict[str, Dict[str, Dict[str, float]]] = {"layer1_training": {}, "layer2_training": {}, "features": {}}
     for backend in ("cupy", "torch"):
-        net = KheradpishehNet(seed=0, backend=backend).to(CUDA)
+        net = KheradpishehNet(seed=0, backend="auto" if backend == "cupy" else backend).to(CUDA)
         for layer in (1, 2):
             phases[f"layer{layer}_training"][backend] = images_per_second(
                 list(inputs[layer].split(batch)),
@@ -208,7 +209,7 @@ def spikingjelly_phases(images: torch.Tensor, batch: int, budget: float) -> Dict
         net = example.build_model().to(CUDA)
         group = attach_paper_learners(net)
         for name in example.SYNAPSES:
-            group[name].backend = backend
+            group[name].backend = "auto" if backend == "cupy" else backend
         inputs = {1: input_times, 2: example.layer2_input(net, input_times, batch)}
         for layer in (1, 2):
             learner = group[example.SYNAPSES[layer - 1]]
