@@ -89,3 +89,21 @@ def test_native_pooled_survivors_equal_torch(trained, kernel, stride, padding, b
         got = pooled_survivors(spikes, kernel, stride, padding, border, backend="native")
         assert torch.equal(got, pooled_survivors(spikes, kernel, stride, padding, border, backend="torch"))
     assert torch.isfinite(got).any()
+
+
+def test_native_fires_given_inputs_decides_sums_at_the_threshold_exactly():
+    # float32 sums of these weights round across the threshold; the float64 sums decide
+    third = torch.tensor(1 / 3, dtype=torch.float32)
+    weight = third.expand(2, 3, 1, 1).contiguous()
+    exact = 3 * third.double()
+    fired = torch.ones(1, 3, 2, 2, dtype=torch.bool)
+    for threshold, fires in ((float(exact), True), (float(exact) + 1e-12, False), (float(exact) - 1e-12, True)):
+        got = fires_given_inputs(fired, weight, threshold, backend="native")
+        assert bool(got.all()) is fires and bool(got.any()) is fires
+        assert torch.equal(got, F.conv2d(fired.double(), weight.double()) >= threshold)
+
+
+def test_native_fires_given_inputs_refuses_float64_weights():
+    with pytest.raises(ValueError, match="float64 weights"):
+        fires_given_inputs(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1, dtype=torch.float64), 0.5,
+                           backend="native")

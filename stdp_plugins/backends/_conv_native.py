@@ -33,7 +33,7 @@ _FIRES_SIGNATURES = {
     "pooled_survivors": (None, [_I, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P, _P]),
 }
 #: Channels per block of ``fires_binary`` (FIRES_BLOCK in csrc/first_spike_conv.c).
-_FIRES_BLOCK = 16
+_FIRES_BLOCK = 32
 
 
 def run_event_kernel(
@@ -152,8 +152,10 @@ def run_fires_kernel(fired: Tensor, weight: Tensor, threshold: float, padding: i
     """Bool ``[N, C_out, H_out, W_out]``: which neurons reach ``threshold`` once every input
     marked in ``fired`` (``[N, C_in, H, W]``, CPU) has spiked, by ``fires_binary`` of the C
     library: per output position the active inputs of its window are gathered and their
-    float64 weight sums kept in registers, so work is proportional to the active inputs
-    and nothing but the answer is written. Split over the worker threads."""
+    weights summed in float32 registers, the sums too close to the threshold again in
+    float64; work is proportional to the active inputs and nothing but the answer is
+    written. Needs non-negative weights (the dispatcher checks). Split over the worker
+    threads."""
     if fired.device.type != "cpu":
         raise ValueError(f"fired must be on the CPU for the native kernel, got {fired.device}")
     library = _typed_library()
@@ -163,7 +165,7 @@ def run_fires_kernel(fired: Tensor, weight: Tensor, threshold: float, padding: i
     marks = (fired if fired.dtype in (torch.bool, torch.uint8) else fired != 0).contiguous().view(torch.uint8)
     blocks = -(-c_out // _FIRES_BLOCK)
     # [blocks][c_in * k * k][FIRES_BLOCK]: one block's weights are contiguous (and fit the L1 cache)
-    weight_b = torch.zeros(blocks * _FIRES_BLOCK, c_in * k * k, dtype=torch.float64)
+    weight_b = torch.zeros(blocks * _FIRES_BLOCK, c_in * k * k, dtype=torch.float32)
     weight_b[:c_out] = weight.detach().reshape(c_out, -1)
     weight_b = weight_b.view(blocks, _FIRES_BLOCK, -1).transpose(1, 2).contiguous()
     out = torch.empty(n, c_out, out_h, out_w, dtype=torch.bool)

@@ -60,13 +60,17 @@ def kernel_threads() -> Iterator[int]:
 
 def parallel_ranges(total: int, run: Callable[[int, int], int]) -> List[int]:
     """Call ``run(lo, hi)`` on contiguous ranges covering ``[0, total)``, one per worker
-    thread (torch's thread count, or what :func:`kernel_threads` yields); returns the
-    results in range order."""
+    thread (torch's thread count, or what :func:`kernel_threads` yields; the calling thread
+    is one of them); returns the results in range order."""
     workers = max(1, min(_kernel_workers.get() or torch.get_num_threads(), total))
     if workers == 1:
         return [run(0, total)]
     bounds = [round(i * total / workers) for i in range(workers + 1)]
-    return list(_worker_pool(workers).map(run, bounds[:-1], bounds[1:]))
+    # the calling thread runs the first range itself: one hand-off fewer per call, and it
+    # does not sit idle while the pool works
+    others = [_worker_pool(workers - 1).submit(run, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    first = run(bounds[0], bounds[1])
+    return [first] + [future.result() for future in others]
 
 
 _thread_state = threading.local()

@@ -41,9 +41,11 @@ def fires_given_inputs(
     marked in ``fired`` (bool or 0/1 ``[N, C_in, H, W]``) has spiked.
 
     The decision is the one of exact float64 sums of the float32 weights. On the CPU the
-    native kernel computes them by gathering, for each output position, the active inputs
-    of its window (work proportional to the active inputs; the sums stay in registers and
-    only the answer is written). Elsewhere, with
+    native kernel (float32 or narrower weights) computes them by gathering, for each
+    output position, the active inputs of its window (work proportional to the active
+    inputs; the sums stay in float32 registers, those within the rounding bound below of
+    the threshold are summed again in float64, and only the answer is written). Elsewhere,
+    with
     non-negative weights, a float32 convolution decides first: a float32 sum of ``m``
     non-negative terms is within ``(m - 1) u / (1 - (m - 1) u)`` of its value relative
     (``u = 2**-24``), so only neurons whose float32 potential lies that close to the
@@ -61,6 +63,8 @@ def fires_given_inputs(
     weight = weight.detach()
     negative = bool((weight < 0).any())
     unsupported = "negative weights" if negative else ("a threshold <= 0" if threshold <= 0 else None)
+    if weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):  # the kernel sums float32 copies
+        unsupported = unsupported or f"{weight.dtype} weights (the kernel takes float32)"
     if resolve_backend("first_spike_conv", backend, fired.device, {"native": unsupported}) == "native":
         k = weight.shape[-1]
         out_size = (conv_output_size(fired.shape[2], k, 1, padding), conv_output_size(fired.shape[3], k, 1, padding))
