@@ -25,7 +25,7 @@ from stdp_plugins.backends import (
     fused_winner_update,
     select_winners,
 )
-from stdp_plugins.backends._cuda_host import host_build_status
+from stdp_plugins.backends._cuda_host import host_build_status, reversed_order
 from stdp_plugins.backends._cuda_kernels import KERNELS, ordered_arguments
 from stdp_plugins.backends._cupy import launch_fused_update, launch_plan
 from stdp_plugins.backends._cupy_ops import (
@@ -260,3 +260,30 @@ def test_shim_emulates_warp_collectives_barriers_and_atomics(tmp_path):
         assert from_five == (32 * warp + 5) * 10
         assert down == (t + 4 if t % 32 < 28 else t)  # past the warp's end: the own value
         assert staged == 47 - t + 1000  # block 1 ran last; every thread's write was visible
+
+
+def test_results_do_not_depend_on_the_order_of_blocks_and_threads(digits):
+    # the GPU runs blocks and threads in any order: reversed, every kernel gives the same
+    net, layers = digits
+    d = layers[1]
+    spec, (lr_plus, lr_minus) = d["spec"], d["rates"]
+
+    def run_all():
+        times, potentials = launch_first_spike_conv(d["input"], d["weight"], spec.threshold, spec.padding,
+                                                    net.config.time_steps)
+        winners = launch_select_winners(times, potentials, wta_mode_bits(WTAMode.BOTH), spec.radius,
+                                        spec.k_winners, True)
+        window = times[None] <= torch.arange(net.config.time_steps, dtype=torch.float32).view(-1, 1, 1, 1, 1)
+        first, _ = launch_first_spike_times(window, None, False)
+        mean, sequential = d["weight"].clone(), d["weight"].clone()
+        convergence = launch_fused_update(mean, d["input"], times, winners, net.config.stdp, lr_plus, lr_minus, 1,
+                                          spec.padding)
+        launch_sequential_update(sequential, d["input"], times, winners, net.config.stdp, lr_plus, lr_minus, 1,
+                                 spec.padding)
+        return times, potentials, winners, first, mean, sequential, convergence
+
+    in_order = run_all()
+    with reversed_order():
+        reverse = run_all()
+    assert all(torch.equal(a, b) for a, b in zip(in_order, reverse))
+    assert torch.equal(in_order[2], d["winners"])

@@ -22,11 +22,12 @@ import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Tuple
 
 from ._native import _cache_dir
 
-__all__ = ["HOST_FLAGS", "host_build_status", "host_library", "launch_on_host"]
+__all__ = ["HOST_FLAGS", "host_build_status", "host_library", "launch_on_host", "reversed_order"]
 
 HOST_FLAGS: Tuple[str, ...] = ("-O2", "-std=c++17", "-ffp-contract=off", "-U_FORTIFY_SOURCE", "-shared", "-fPIC")
 """Compiler flags of the host build (no FMA contraction, like ``--fmad=false`` on the GPU)."""
@@ -116,3 +117,18 @@ def launch_on_host(kernel: Any, grid: Tuple[int, int, int], block: Tuple[int, in
     entry.restype = ctypes.c_int
     if entry(dims, parameters) != 0:
         raise RuntimeError(f"{kernel.name}: a block barrier or warp collective of the host run could not complete")
+
+
+@contextmanager
+def reversed_order() -> Iterator[None]:
+    """Within the block, the host build runs the grid's blocks and each block's threads in
+    reverse order (in this thread): a kernel whose result then changes has an
+    order-dependent race that the GPU, which runs them in any order, would show."""
+    library = host_library()
+    if library is None:
+        raise RuntimeError(f"the host build of the CUDA kernels is unavailable: {_status}")
+    library.host_set_reversed_order(1)
+    try:
+        yield
+    finally:
+        library.host_set_reversed_order(0)

@@ -16,3 +16,8 @@ HOST_LAUNCHER(sequential_stdp_update, true)
 HOST_LAUNCHER(select_winners_walk, true)
 HOST_LAUNCHER(first_spike_times, false)
 HOST_LAUNCHER(first_spike_conv, false)
+
+// Run blocks and the threads between collectives in reverse order from now on (reversed != 0)
+// or in order (the default), for this OS thread: a kernel whose result depends on that order
+// has a race that the GPU would show.
+extern "C" void host_set_reversed_order(int reversed) { shim::state.reversed = reversed != 0; }

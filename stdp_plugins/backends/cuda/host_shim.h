@@ -3,7 +3,8 @@
 // GPU (docs/api/backends.rst, "GPU kernels").
 //
 // The CUDA execution model is mapped onto the CPU as follows:
-//   - a launch runs the grid's blocks one after the other (x fastest, then y, then z);
+//   - a launch runs the grid's blocks one after the other (x fastest, then y, then z, or all
+//     reversed after host_set_reversed_order(1), which also reverses the threads' order);
 //   - kernels without collectives run a block's threads as a plain loop;
 //   - kernels with collectives (__syncthreads, warp ballots and shuffles) run every thread of
 //     a block as a coroutine with its own stack (started with makecontext, switched with
@@ -58,6 +59,7 @@ struct Launch {
     unsigned int current;
     bool coroutines;
     bool failed;
+    bool reversed;  // run blocks and threads in reverse order (see host_set_reversed_order)
     void (*body)(void*);
     void* closure;
 };
@@ -126,8 +128,8 @@ inline bool release_warp(unsigned int warp, unsigned int count) {
 inline bool run_block(std::vector<char>& stacks) {
     const unsigned int count = state.block_dim.x * state.block_dim.y * state.block_dim.z;
     if (!state.coroutines) {
-        for (unsigned int t = 0; t < count && !state.failed; ++t) {
-            set_thread(t);
+        for (unsigned int i = 0; i < count && !state.failed; ++i) {
+            set_thread(state.reversed ? count - 1 - i : i);
             state.body(state.closure);
         }
         return !state.failed;
@@ -144,7 +146,8 @@ inline bool run_block(std::vector<char>& stacks) {
     }
     for (;;) {
         bool live = false;
-        for (unsigned int t = 0; t < count; ++t) {
+        for (unsigned int i = 0; i < count; ++i) {
+            const unsigned int t = state.reversed ? count - 1 - i : i;
             if (state.threads[t].wait != Wait::ready) continue;
             set_thread(t);
             Thread& thread = state.threads[t];
@@ -183,7 +186,7 @@ inline int launch(dim3 grid, dim3 block, bool coroutines, void (*body)(void*), v
     for (unsigned int z = 0; z < grid.z; ++z)
         for (unsigned int y = 0; y < grid.y; ++y)
             for (unsigned int x = 0; x < grid.x; ++x) {
-                state.block = dim3{x, y, z};
+                state.block = state.reversed ? dim3{grid.x - 1 - x, grid.y - 1 - y, grid.z - 1 - z} : dim3{x, y, z};
                 if (!run_block(stacks) || state.failed) return -1;
             }
     return 0;
