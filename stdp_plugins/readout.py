@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .backends.svm import native_binary_svm
 from .datasets import shift_images
 from .learning._checks import check_float, check_int, check_tensor
 
@@ -109,15 +110,18 @@ def fit_readout(
     seed: int = 0,
     max_iter: int = 1000,
 ) -> LinearReadout:
-    """Fit ``sklearn.svm.LinearSVC(C=c)`` on flattened features.
+    """Fit the linear SVM of ``sklearn.svm.LinearSVC(C=c)`` on flattened features.
 
-    The dual coordinate descent (``dual=True``, liblinear's default for this loss) is
-    used: on the default run's 18,000 feature rows of the trained network it converged in
-    about 570 passes and 23 s, to a lower objective than the primal Newton solver
-    (``dual=False``) reached in 154 s (same run, 2 shared cores), and it keeps no Hessian
-    work space. On poorly separable features (a barely trained network, nearly every
-    feature on) the dual can run out of ``max_iter`` passes; the primal solver, robust
-    there, then fits instead.
+    The problem (one-vs-rest squared hinge, the intercept a regularised constant feature)
+    is solved by liblinear's dual coordinate descent: for bool features by the native
+    library (:func:`~stdp_plugins.backends.svm.native_binary_svm`: the column indices only,
+    the classes on all of torch's threads), else by ``LinearSVC(dual=True)``. On the
+    default run's 18,000 feature rows the dual converged in about 500 passes to a lower
+    objective than the primal Newton solver (``dual=False``, 154 s) reached, and the
+    native solver needs no float64 or solver copy of the rows (the memory peak of the
+    run). On poorly separable features (a barely trained network, nearly every feature
+    on) the dual can run out of ``max_iter`` passes; ``LinearSVC``'s dual, then its
+    primal solver, robust there, fit instead.
 
     Parameters
     ----------
@@ -143,10 +147,17 @@ def fit_readout(
     check_int("max_iter", max_iter, minimum=1)
     if torch.unique(labels).numel() < 2:
         raise ValueError("labels must contain at least two classes")
-    x = _sparse_rows([features] if isinstance(features, Tensor) else features)
-    if x.shape[0] != labels.shape[0]:
-        raise ValueError(f"labels must have {x.shape[0]} entries (one per feature row), got {labels.shape[0]}")
+    indptr, columns, values, width = _csr_parts([features] if isinstance(features, Tensor) else features)
+    if indptr.size - 1 != labels.shape[0]:
+        raise ValueError(f"labels must have {indptr.size - 1} entries (one per feature row), got {labels.shape[0]}")
     y = labels.cpu().numpy()
+    classes = np.unique(y)
+    if values is None:  # binary features: the native dual solver, on both cores
+        fitted = native_binary_svm(indptr, columns, np.searchsorted(classes, y), classes.size, width, c, 1e-4,
+                                   max_iter, seed)
+        if fitted is not None and fitted[2] < max_iter:
+            return LinearReadout(fitted[0], fitted[1], torch.from_numpy(classes.astype(np.int64)))
+    x = _sparse_rows(indptr, columns, values, width)
     with warnings.catch_warnings():  # a dual that runs out of passes is replaced below
         warnings.simplefilter("ignore", ConvergenceWarning)
         svm = LinearSVC(C=c, dual=True, random_state=seed, max_iter=max_iter).fit(x, y)
@@ -159,14 +170,14 @@ def fit_readout(
     )
 
 
-def _sparse_rows(chunks: Iterable[Tensor]) -> "sparse.csr_matrix":
-    """One float64 CSR matrix (int32 indices) of feature chunks ``[n_i, ...]``, chunk by chunk.
+def _csr_parts(chunks: Iterable[Tensor]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], int]:
+    """CSR parts ``(indptr int64, column indices int32, float64 values or None, width)`` of
+    feature chunks ``[n_i, ...]``, chunk by chunk.
 
     Spike features are sparse: only each chunk's non-zeros are kept, never a dense float64
-    copy of the rows; of a bool chunk only the column indices (its values are all 1).
+    copy of the rows; when every chunk is bool only the column indices (values ``None``,
+    all 1).
     """
-    from scipy import sparse
-
     values: List[Tuple[int, np.ndarray]] = []  # (first entry, values) of non-bool chunks
     columns: List[np.ndarray] = []
     row_ends: List[np.ndarray] = [np.zeros(1, dtype=np.int64)]
@@ -186,10 +197,21 @@ def _sparse_rows(chunks: Iterable[Tensor]) -> "sparse.csr_matrix":
     if width is None:
         raise ValueError("features must hold at least one chunk")
     indptr = np.concatenate(row_ends)
-    data = np.ones(int(indptr[-1]))
-    for start, chunk_values in values:
-        data[start: start + chunk_values.size] = chunk_values
-    return sparse.csr_matrix((data, np.concatenate(columns), indptr), shape=(indptr.size - 1, width))
+    data = None
+    if values:
+        data = np.ones(int(indptr[-1]))
+        for start, chunk_values in values:
+            data[start: start + chunk_values.size] = chunk_values
+    return indptr, np.concatenate(columns), data, width
+
+
+def _sparse_rows(indptr: np.ndarray, columns: np.ndarray, values: Optional[np.ndarray],
+                 width: int) -> "sparse.csr_matrix":
+    """The float64 CSR matrix of :func:`_csr_parts` (values ``None``: all 1)."""
+    from scipy import sparse
+
+    data = np.ones(columns.size) if values is None else values
+    return sparse.csr_matrix((data, columns, indptr), shape=(indptr.size - 1, width))
 
 
 def shift_offsets(shift: int) -> List[Tuple[int, int]]:

@@ -13,6 +13,7 @@ from stdp_plugins.datasets import embedded_split
 from stdp_plugins.learning import WTAMode
 from stdp_plugins.models import min_pool_times
 from stdp_plugins.models.kheradpisheh import KheradpishehNet
+from stdp_plugins.readout import LinearReadout, fit_readout
 from stdp_plugins.training import LayerwiseTrainer, TrainConfig
 
 @pytest.fixture(scope="module")
@@ -107,3 +108,41 @@ def test_native_fires_given_inputs_refuses_float64_weights():
     with pytest.raises(ValueError, match="float64 weights"):
         fires_given_inputs(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1, dtype=torch.float64), 0.5,
                            backend="native")
+
+
+def _svm_objective(readout, x, labels, c):
+    scores = readout.scores(x)
+    classes = readout.classes if readout.weight.shape[0] > 1 else readout.classes[1:]
+    signs = torch.where(labels[:, None] == classes[None], 1.0, -1.0).double()
+    hinge = (1 - signs * scores).clamp(min=0) ** 2
+    return float(0.5 * (readout.weight ** 2).sum() + 0.5 * (readout.bias ** 2).sum() + c * hinge.sum())
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_native_readout_solves_liblinears_dual_problem(n_classes):
+    from sklearn.svm import LinearSVC
+
+    g = torch.Generator().manual_seed(5)
+    labels = torch.arange(240) % n_classes
+    prototypes = torch.rand(n_classes, 300, generator=g) < 0.2
+    x = prototypes[labels] ^ (torch.rand(240, 300, generator=g) < 0.1)
+    native = fit_readout(x, labels)
+    svm = LinearSVC(C=2.4, dual=True, random_state=0, tol=1e-6, max_iter=10000).fit(x.double().numpy(), labels.numpy())
+    reference = LinearReadout(torch.from_numpy(svm.coef_), torch.from_numpy(svm.intercept_),
+                              torch.from_numpy(svm.classes_))
+    assert native.weight.shape == reference.weight.shape
+    assert _svm_objective(native, x, labels, 2.4) == pytest.approx(_svm_objective(reference, x, labels, 2.4),
+                                                                 rel=1e-3)
+    assert torch.equal(native.predict(x), reference.predict(x))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_readout_falls_back_to_the_primal_solver_when_the_dual_does_not_converge():
+    from sklearn.svm import LinearSVC
+
+    g = torch.Generator().manual_seed(6)
+    labels = torch.arange(90) % 3
+    x = torch.rand(90, 50, generator=g) < 0.5  # random labels: nothing separates them well
+    fitted = fit_readout(x, labels, max_iter=2)
+    svm = LinearSVC(C=2.4, dual=False, random_state=0, max_iter=2).fit(x.double().numpy(), labels.numpy())
+    assert torch.allclose(fitted.weight, torch.from_numpy(svm.coef_))

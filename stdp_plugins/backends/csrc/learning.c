@@ -307,3 +307,83 @@ void first_spike_only(long t_steps, long m, long stride, const float *spikes, ui
         }
     }
 }
+
+/* Linear read-out: one-vs-rest L2-regularised squared-hinge SVMs on binary features,
+   liblinear's dual coordinate descent with shrinking (Hsieh et al. 2008; the problem of
+   sklearn.svm.LinearSVC(dual=True) with its intercept as a constant feature 1), one class
+   after another for classes [lo, hi). Row i holds the features indices[indptr[i] ..
+   indptr[i + 1]) (all of value 1) and class label[i]; class c's problem labels its rows
+   +1 and the others -1 (binary problems: pass lo = 1, hi = 2). w [n_classes][d + 1]
+   receives the weights, the last entry the intercept; iterations[c] the passes made
+   (max_iter when it did not converge to eps). Returns 0, or -1 when out of memory. */
+int svm_dual_binary(int n, int d, const int64_t *indptr, const int32_t *indices, const int32_t *label, int lo,
+                    int hi, double c, double eps, int max_iter, uint64_t seed, double *w, int32_t *iterations)
+{
+    double *alpha = (double *)malloc(sizeof(double) * n);
+    double *qd = (double *)malloc(sizeof(double) * n);
+    int32_t *order = (int32_t *)malloc(sizeof(int32_t) * n);
+    if (!alpha || !qd || !order) {
+        free(alpha); free(qd); free(order);
+        return -1;
+    }
+    const double diag = 0.5 / c;
+    for (int i = 0; i < n; ++i) qd[i] = diag + (double)(indptr[i + 1] - indptr[i]) + 1.0;
+    for (int cls = lo; cls < hi; ++cls) {
+        double *wc = w + (long)cls * (d + 1);
+        uint64_t state = seed * 0x9E3779B97F4A7C15ULL + (uint64_t)cls + 1;
+        memset(wc, 0, sizeof(double) * (d + 1));
+        memset(alpha, 0, sizeof(double) * n);
+        for (int i = 0; i < n; ++i) order[i] = i;
+        int active = n, iter = 0;
+        double pg_max_old = INFINITY, pg_min_old = -INFINITY;
+        while (iter < max_iter) {
+            double pg_max = -INFINITY, pg_min = INFINITY;
+            for (int s = 0; s < active; ++s) {  /* shuffle the active rows */
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                const int j = s + (int)(state % (uint64_t)(active - s));
+                const int32_t swap = order[s]; order[s] = order[j]; order[j] = swap;
+            }
+            for (int s = 0; s < active; ++s) {
+                const int i = order[s];
+                const double yi = label[i] == cls ? 1.0 : -1.0;
+                const int32_t *row = indices + indptr[i];
+                const long m = indptr[i + 1] - indptr[i];
+                double dot = wc[d];
+                for (long e = 0; e < m; ++e) dot += wc[row[e]];
+                const double g = yi * dot - 1.0 + alpha[i] * diag;
+                double pg = g;
+                if (alpha[i] == 0.0) {
+                    if (g > pg_max_old) {  /* shrink: bound at 0 and likely to stay there */
+                        --active;
+                        const int32_t swap = order[s]; order[s] = order[active]; order[active] = swap;
+                        --s;
+                        continue;
+                    }
+                    if (g > 0.0) pg = 0.0;
+                }
+                pg_max = pg > pg_max ? pg : pg_max;
+                pg_min = pg < pg_min ? pg : pg_min;
+                if (fabs(pg) > 1e-12) {
+                    const double old = alpha[i];
+                    alpha[i] = fmax(old - g / qd[i], 0.0);
+                    const double step = (alpha[i] - old) * yi;
+                    for (long e = 0; e < m; ++e) wc[row[e]] += step;
+                    wc[d] += step;
+                }
+            }
+            ++iter;
+            if (pg_max - pg_min <= eps) {
+                if (active == n) break;
+                active = n;  /* converged on the active rows: check all of them once more */
+                pg_max_old = INFINITY;
+                pg_min_old = -INFINITY;
+                continue;
+            }
+            pg_max_old = pg_max > 0.0 ? pg_max : INFINITY;
+            pg_min_old = pg_min < 0.0 ? pg_min : -INFINITY;
+        }
+        iterations[cls] = iter;
+    }
+    free(alpha); free(qd); free(order);
+    return 0;
+}
