@@ -64,12 +64,16 @@ class LinearReadout:
         """Decision values ``x W^T + b``, float64 ``[N, n_classes]`` (``[N, 1]`` for two
         classes), of features ``[N, ...]`` (flattened)."""
         check_tensor("features", features)
-        x = features.reshape(features.shape[0], -1).to(torch.float64)
+        x = features.reshape(features.shape[0], -1)
         if x.shape[1] != self.weight.shape[1]:
             raise ValueError(
                 f"features must have {self.weight.shape[1]} values per sample, got {x.shape[1]}"
             )
-        return x @ self.weight.T + self.bias
+        # rows a block at a time: a float64 copy of many bool feature rows would be the
+        # run's memory peak (6,000 digits: 580 MB)
+        if x.shape[0] == 0:
+            return torch.empty(0, self.weight.shape[0], dtype=torch.float64) + self.bias
+        return torch.cat([block.to(torch.float64) @ self.weight.T + self.bias for block in x.split(1024)])
 
     def labels_of_scores(self, scores: Tensor) -> Tensor:
         """Labels ``[N]`` of decision values (as from :meth:`scores`, or a sum of them)."""
