@@ -38,6 +38,12 @@ __all__ = [
     "shifted_readout_accuracy",
 ]
 
+#: Stopping tolerance of the native dual solver (the largest projected-gradient gap). On the
+#: default run's features 3-fold cross-validation inside the 6,000 training digits gave the
+#: same accuracy at 1e-2 as at LinearSVC's 1e-4 (97.13 %, every fold equal) in half the
+#: passes; liblinear's own default for this solver is 0.1.
+_DUAL_TOL = 1e-2
+
 #: A function from uint8 images ``[N, H, W]`` to features ``[N, ...]``.
 Featurizer = Callable[[Tensor], Tensor]
 
@@ -119,7 +125,8 @@ def fit_readout(
     The problem (one-vs-rest squared hinge, the intercept a regularised constant feature)
     is solved by liblinear's dual coordinate descent: for bool features by the native
     library (:func:`~stdp_plugins.backends.svm.native_binary_svm`: the column indices only,
-    the classes on all of torch's threads), else by ``LinearSVC(dual=True)``. On the
+    the classes on all of torch's threads, stopping at :data:`_DUAL_TOL`), else by
+    ``LinearSVC(dual=True)``. On the
     default run's 18,000 feature rows the dual converged in about 500 passes to a lower
     objective than the primal Newton solver (``dual=False``, 154 s) reached, and the
     native solver needs no float64 or solver copy of the rows (the memory peak of the
@@ -157,7 +164,7 @@ def fit_readout(
     y = labels.cpu().numpy()
     classes = np.unique(y)
     if values is None:  # binary features: the native dual solver, on both cores
-        fitted = native_binary_svm(indptr, columns, np.searchsorted(classes, y), classes.size, width, c, 1e-4,
+        fitted = native_binary_svm(indptr, columns, np.searchsorted(classes, y), classes.size, width, c, _DUAL_TOL,
                                    max_iter, seed)
         if fitted is not None and fitted[2] < max_iter:
             return LinearReadout(fitted[0], fitted[1], torch.from_numpy(classes.astype(np.int64)))

@@ -2,12 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from stdp_plugins.backends import fires_given_inputs, select_winners
 from stdp_plugins.backends.pooled import pooled_survivors
+from stdp_plugins.backends.svm import native_binary_svm
 from stdp_plugins.cli import spike_features
 from stdp_plugins.datasets import embedded_split
 from stdp_plugins.learning import WTAMode
@@ -126,13 +128,21 @@ def test_native_readout_solves_liblinears_dual_problem(n_classes):
     labels = torch.arange(240) % n_classes
     prototypes = torch.rand(n_classes, 300, generator=g) < 0.2
     x = prototypes[labels] ^ (torch.rand(240, 300, generator=g) < 0.1)
-    native = fit_readout(x, labels)
     svm = LinearSVC(C=2.4, dual=True, random_state=0, tol=1e-6, max_iter=10000).fit(x.double().numpy(), labels.numpy())
     reference = LinearReadout(torch.from_numpy(svm.coef_), torch.from_numpy(svm.intercept_),
                               torch.from_numpy(svm.classes_))
-    assert native.weight.shape == reference.weight.shape
+    flat = x.numpy()
+    rows, columns = np.nonzero(flat)
+    indptr = np.concatenate([[0], np.cumsum(flat.sum(axis=1))]).astype(np.int64)
+    weight, bias, passes = native_binary_svm(indptr, columns.astype(np.int32), labels.numpy(), n_classes,
+                                             flat.shape[1], 2.4, 1e-6, 10000, 0)
+    exact = LinearReadout(weight, bias, reference.classes)
+    assert passes < 10000 and weight.shape == reference.weight.shape
+    assert _svm_objective(exact, x, labels, 2.4) == pytest.approx(_svm_objective(reference, x, labels, 2.4),
+                                                                rel=1e-6)
+    native = fit_readout(x, labels)  # the read-out's own, looser stopping rule
     assert _svm_objective(native, x, labels, 2.4) == pytest.approx(_svm_objective(reference, x, labels, 2.4),
-                                                                 rel=1e-3)
+                                                                 rel=2e-2)
     assert torch.equal(native.predict(x), reference.predict(x))
 
 

@@ -348,8 +348,17 @@ int svm_dual_binary(int n, int d, const int64_t *indptr, const int32_t *indices,
                 const double yi = label[i] == cls ? 1.0 : -1.0;
                 const int32_t *row = indices + indptr[i];
                 const long m = indptr[i + 1] - indptr[i];
-                double dot = wc[d];
-                for (long e = 0; e < m; ++e) dot += wc[row[e]];
+                /* four partial sums: the gathers overlap instead of waiting on one chain */
+                double part[4] = {wc[d], 0.0, 0.0, 0.0};
+                long e = 0;
+                for (; e + 4 <= m; e += 4) {
+                    part[0] += wc[row[e]];
+                    part[1] += wc[row[e + 1]];
+                    part[2] += wc[row[e + 2]];
+                    part[3] += wc[row[e + 3]];
+                }
+                for (; e < m; ++e) part[0] += wc[row[e]];
+                const double dot = (part[0] + part[1]) + (part[2] + part[3]);
                 const double g = yi * dot - 1.0 + alpha[i] * diag;
                 double pg = g;
                 if (alpha[i] == 0.0) {
