@@ -2,6 +2,10 @@
 
     python benchmarks/compare.py 34ed0fb --rounds 3            # 1,000 digits, one epoch per layer
     python benchmarks/compare.py 34ed0fb --default-data         # the default run (embedded data)
+    python benchmarks/compare.py 34ed0fb --limit 2000 --extra "--svm-max-iter 1"   # phases only
+
+(A barely trained network's features are nearly all on and the read-out can then take
+minutes; ``--svm-max-iter 1`` keeps it short when only the phases' images/s matter.)
 
 The revision ``REV`` is exported with ``git archive`` into a temporary folder; each tree runs
 ``python -m stdp_plugins train`` from its own folder (so it imports its own package) with its
