@@ -38,8 +38,9 @@ from torch import Tensor
 
 from . import distributed
 from .datasets import DatasetError, load_dataset, load_train_test, shift_images
+from .encoding import dog_filter
 from .figures import plot_convergence, plot_layer1_kernels
-from .backends import REDUCTIONS
+from .backends import REDUCTIONS, kernel_threads
 from .models.config import PRESETS, load_network_config
 from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from .readout import (
@@ -89,9 +90,27 @@ def _device(name: str) -> torch.device:
 
 
 def spike_features(model: KheradpishehNet) -> Callable[[Tensor], Tensor]:
-    """The featurizer of ``model``: uint8 images ``[n, H, W]`` to bool features on the CPU."""
+    """The featurizer of ``model``: uint8 images ``[n, H, W]`` to bool features on the CPU,
+    equal to ``model.features(model.encode(images))``.
+
+    The features depend only on which inputs fire, not when (see
+    :meth:`~stdp_plugins.models.kheradpisheh.KheradpishehNet.features`), and the latency
+    code gives every DoG response that passes the encoder's threshold a step in
+    ``[0, time_steps)``; so the DoG filter alone decides the input, and the local
+    normalisation and the latency ranking (most of the encoder's work) are skipped. The
+    native kernels get all of torch's threads, torch's own steps run in the calling thread
+    (:func:`~stdp_plugins.backends.kernel_threads`).
+    """
     device = model.conv1.weight.device
-    return lambda images: model.features(model.encode(images.to(device))).cpu()
+    encoder = model.encoder
+
+    def featurize(images: Tensor) -> Tensor:
+        # torch's small steps in this thread, the native kernels on all of torch's threads
+        with kernel_threads():
+            fired = dog_filter(images.to(device), encoder.kernels, encoder.threshold) > 0
+            return model.features(torch.where(fired, 0.0, math.inf)).cpu()
+
+    return featurize
 
 
 def extract_features(model: KheradpishehNet, images: Tensor, batch_size: int = 512,
@@ -351,7 +370,7 @@ def _export(args: argparse.Namespace) -> int:
     except ImportError as exc:  # the optional 'nir' package
         print(f"error: --format nir needs the 'nir' package ({exc}); install stdp-plugins[nir]", file=sys.stderr)
         return 2
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: NIR graph of {len(graph.nodes)} nodes for [2, {args.input_size[0]}, "
