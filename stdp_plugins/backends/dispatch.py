@@ -29,6 +29,7 @@ IMPLEMENTATIONS: Dict[str, Tuple[str, ...]] = {
     "first_spike_conv": ("torch", "native", "cupy"),
     "fire_once": ("torch", "native"),
     "first_spike_only": ("torch", "native"),
+    "pooled_survivors": ("torch", "native"),
 }
 """The implementations of each dispatched operation."""
 

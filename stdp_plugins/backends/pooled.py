@@ -58,8 +58,7 @@ def pooled_survivors(times: Tensor, kernel_size: int, stride: int, padding: int,
         raise ValueError(f"times of spatial size {tuple(times.shape[2:])} cannot be pooled by {kernel_size}x"
                          f"{kernel_size} windows with padding {padding} (at most half a window)")
     overlapping = None if kernel_size == stride else "overlapping pooling windows (kernel_size != stride)"
-    chosen = resolve_backend("select_winners", backend, times.device,
-                             {"native": overlapping, "cupy": "not implemented for the pooled input"})
+    chosen = resolve_backend("pooled_survivors", backend, times.device, {"native": overlapping})
     if chosen == "native":
         return run_pooled_survivors(times.to(torch.float32), kernel_size, padding, (out_h, out_w), border)
     pooled = F.pad(-F.max_pool2d(-times.to(torch.float32), kernel_size, stride, padding), (border,) * 4,
