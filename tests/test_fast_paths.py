@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stdp_plugins.backends import fires_given_inputs, select_winners
+from stdp_plugins.backends import first_spike_conv_winners, fires_given_inputs, select_winners
+from stdp_plugins.backends._conv_native import run_event_kernel
 from stdp_plugins.backends.pooled import pooled_survivors
 from stdp_plugins.backends.svm import native_binary_svm
 from stdp_plugins.cli import spike_features
@@ -61,6 +62,28 @@ def test_native_local_radius_zero_winners_equal_torch(trained):
     for spikes in (pooled, ties):
         got = select_winners(spikes, None, WTAMode.LOCAL, 0, backend="native")
         assert torch.equal(got, select_winners(spikes, None, WTAMode.LOCAL, 0, backend="torch"))
+
+
+@pytest.mark.parametrize("mode", list(WTAMode))
+@pytest.mark.parametrize("radius, k", [(0, 1), (2, 5), (1, 8), (3, 40)])
+def test_training_winners_that_stop_at_the_kth_equal_the_whole_walk(trained, mode, radius, k):
+    """Training asks the event kernel for winners only, and each image stops at the step
+    its k-th winner is accepted; the winners and their times equal those of the torch
+    layer and the whole walk (first_spike_conv_winners) on both layers."""
+    net, digits = trained
+    inputs = net.encode(digits[:24])
+    for layer in (1, 2):
+        spec = net.spec(layer)
+        args = (net.weight(layer), spec.threshold, spec.padding, net.config.time_steps)
+        size = tuple(s + 2 * spec.padding - spec.kernel_size + 1 for s in inputs.shape[2:])
+        _, _, _, flat, flat_t = run_event_kernel(inputs, *args, size, False, False, (mode, radius, k), times=False)
+        times, expected = first_spike_conv_winners(inputs, *args, mode, radius, k, "torch")
+        got = torch.zeros(expected.shape, dtype=torch.bool).flatten(1)
+        sample, slot = (flat >= 0).nonzero(as_tuple=True)
+        got[sample, flat[sample, slot].long()] = True
+        assert torch.equal(got.view(expected.shape), expected) and expected.sum() >= inputs.shape[0]
+        assert torch.equal(flat_t[sample, slot], times.flatten(1)[sample, flat[sample, slot].long()])
+        inputs = net.next_input(layer + 1, inputs) if layer == 1 else inputs
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

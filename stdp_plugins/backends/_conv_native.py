@@ -68,7 +68,7 @@ def run_event_kernel(
     weight_t = weight.detach().to(torch.float64).permute(1, 2, 3, 0).contiguous()
     out_times = torch.empty(n, out_h, out_w, c_out, dtype=torch.float32) if times else None
     out_pot = torch.empty(n, out_h, out_w, c_out, dtype=torch.float64) if potentials else None
-    out_best = torch.empty(n, out_h, out_w, dtype=torch.int32) if pointwise or winners else None
+    out_best = torch.empty(n, out_h, out_w, dtype=torch.int32) if pointwise else None
     mode_bits, radius, k_winners = 0, 0, 0
     out_win = out_win_t = None
     if winners is not None:

@@ -26,7 +26,10 @@
    scratch   working memory of first_spike_conv_scratch() bytes, reused between calls
              (allocated here when NULL or too small)
    Potentials are accumulated channel-last, like the outputs, so that the threshold test
-   of a position is one vectorised pass over its channels. Returns 0, or -1 when out of
+   of a position is one vectorised pass over its channels. The working arrays are cleared
+   once per call and, after each image, only at the positions it reached. The winners are
+   walked step by step (walk_new_survivors); when they are the only output (training), an
+   image stops at the step its k-th winner is accepted. Returns 0, or -1 when out of
    memory. */
 static void *take(char *base, long *offset, long bytes)
 {
@@ -39,10 +42,10 @@ static void *take(char *base, long *offset, long bytes)
 long first_spike_conv_scratch(int c_in, int h, int w, int c_out, int ho, int wo, int time_steps)
 {
     const long n_in = (long)c_in * h * w, n_pos = (long)ho * wo, n_out = n_pos * c_out;
-    const long sizes[11] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
-                            4 * n_pos, 4 * n_pos, n_pos, c_out, 4 * n_out};
+    const long sizes[12] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
+                            4 * n_pos, n_pos, c_out, 4 * n_out, 4 * n_pos, 4 * n_pos};
     long total = 0;
-    for (int i = 0; i < 11; ++i) total += (sizes[i] + 63) / 64 * 64;
+    for (int i = 0; i < 12; ++i) total += (sizes[i] + 63) / 64 * 64;
     return total;
 }
 
@@ -73,18 +76,30 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
     int *mark = (int *)take(base, &offset, sizeof(int) * n_pos);
     int *touched = (int *)take(base, &offset, sizeof(int) * n_pos);
     int32_t *survivor = (int32_t *)take(base, &offset, sizeof(int32_t) * n_pos);
-    float *survivor_t = (float *)take(base, &offset, sizeof(float) * n_pos);
     uint8_t *blocked_pos = (uint8_t *)take(base, &offset, n_pos);
     uint8_t *blocked_ch = (uint8_t *)take(base, &offset, c_out);
     float *own_times = (float *)take(base, &offset, sizeof(float) * n_out);
+    int32_t *fresh = (int32_t *)take(base, &offset, sizeof(int32_t) * n_pos);
+    int32_t *visited = (int32_t *)take(base, &offset, sizeof(int32_t) * n_pos);
+    const long cap = k_winners;
+    const int winners_only = out_win && !out_times && !out_pot && !out_best;
+    memset(pot, 0, sizeof(double) * n_out);
+    for (long i = 0; i < n_out; ++i) own_times[i] = INFINITY;
+    for (long p = 0; p < n_pos; ++p) { mark[p] = -1; survivor[p] = -1; }
     for (int img = 0; img < n; ++img) {
         const uint8_t *tin = in_times + (long)img * n_in;
         float *tout = out_times ? out_times + (long)img * n_out : own_times;
         double *pout = out_pot ? out_pot + (long)img * n_out : 0;
-        memset(pot, 0, sizeof(double) * n_out);
-        for (long i = 0; i < n_out; ++i) tout[i] = INFINITY;
+        int32_t *win = out_win ? out_win + (long)img * k_winners : 0;
+        float *win_t = out_win && out_win_t ? out_win_t + (long)img * k_winners : 0;
+        if (out_times) for (long i = 0; i < n_out; ++i) tout[i] = INFINITY;
         if (pout) memset(pout, 0, sizeof(double) * n_out);
-        for (long p = 0; p < n_pos; ++p) { mark[p] = -1; survivor[p] = -1; }
+        if (win) {
+            memset(blocked_pos, 0, n_pos);
+            memset(blocked_ch, 0, c_out);
+            for (long i = 0; i < cap; ++i) win[i] = -1;
+        }
+        long n_visited = 0, accepted = 0;
         /* counting sort of the input spikes by time (stable: flat index order) */
         for (int t = 0; t <= time_steps; ++t) start[t] = 0;
         for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) start[tin[i] + 1]++;
@@ -97,7 +112,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
         for (int t = 0; t < time_steps; ++t) {
             const int end = start[t + 1];
             const float now_t = (float)t;
-            int n_touched = 0;
+            int n_touched = 0, n_fresh = 0;
             for (int e = begin; e < end; ++e) {
                 const int i = events[e];
                 const int c = i / (h * w), y = (i / w) % h, x = i % w;
@@ -111,7 +126,11 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                         const double *restrict wrow = weight_t + (((long)c * k + dy) * k + dx) * c_out;
                         double *restrict pp = pot + p * c_out;
                         for (int o = 0; o < c_out; ++o) pp[o] += wrow[o];
-                        if (mark[p] != t) { mark[p] = t; touched[n_touched++] = (int)p; }
+                        if (mark[p] != t) {
+                            if (mark[p] < 0) visited[n_visited++] = (int32_t)p;
+                            mark[p] = t;
+                            touched[n_touched++] = (int)p;
+                        }
                     }
                 }
             }
@@ -146,16 +165,24 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
                     }
                     int best = 0;
                     while (!(tp[best] == now_t && pb[best].i == top)) ++best;
-                    survivor[p] = best; survivor_t[p] = now_t; survivor_pot[p] = pp[best];
+                    survivor[p] = best; survivor_pot[p] = pp[best];
+                    fresh[n_fresh++] = (int32_t)p;
                 }
             }
             begin = end;
+            if (win && n_fresh)
+                accepted = walk_new_survivors(n_fresh, fresh, n_pos, ho, wo, survivor, survivor_pot, now_t, mode,
+                                              radius, cap, accepted, blocked_pos, blocked_ch, win, win_t);
+            if (winners_only && accepted == cap) break;
         }
         if (out_best) memcpy(out_best + (long)img * n_pos, survivor, sizeof(int32_t) * n_pos);
-        if (out_win)
-            walk_survivors(n_pos, ho, wo, c_out, survivor, survivor_t, survivor_pot, mode, radius, k_winners,
-                           blocked_pos, blocked_ch, out_win + (long)img * k_winners,
-                           out_win_t ? out_win_t + (long)img * k_winners : 0);
+        for (long v = 0; v < n_visited; ++v) {  /* clear what this image reached */
+            const long p = visited[v];
+            memset(pot + p * c_out, 0, sizeof(double) * c_out);
+            if (!out_times) for (int o = 0; o < c_out; ++o) own_times[p * c_out + o] = INFINITY;
+            mark[p] = -1;
+            survivor[p] = -1;
+        }
     }
     free(owned);
     return 0;

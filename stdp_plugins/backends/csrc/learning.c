@@ -7,6 +7,22 @@
 
 #include "stdp_native.h"
 
+/* What an accepted winner at position p of channel ch excludes: mode bit 1 (global) its
+   channel, bit 2 (local) every position within Chebyshev distance `radius`. */
+static void block_winner(long p, int ch, int h, int w, int mode, int radius, uint8_t *blocked_pos,
+                         uint8_t *blocked_ch)
+{
+    if (mode & 1) blocked_ch[ch] = 1;
+    if (mode & 2) {
+        const int by = (int)(p / w), bx = (int)(p % w);
+        for (int y = by - radius; y <= by + radius; ++y) {
+            if (y < 0 || y >= h) continue;
+            for (int x = bx - radius; x <= bx + radius; ++x)
+                if (x >= 0 && x < w) blocked_pos[(long)y * w + x] = 1;
+        }
+    }
+}
+
 void walk_survivors(long n_pos, int ho, int wo, int c_out, const int32_t *survivor, const float *survivor_t,
                     const double *survivor_pot, int mode, int radius, int k, uint8_t *blocked_pos,
                     uint8_t *blocked_ch, int32_t *out_flat, float *out_t)
@@ -31,16 +47,34 @@ void walk_survivors(long n_pos, int ho, int wo, int c_out, const int32_t *surviv
         out_flat[i] = (int32_t)best_flat;
         if (out_t) out_t[i] = survivor_t[best];
         blocked_pos[best] = 1; /* a position's only survivor is now taken */
-        if (mode & 1) blocked_ch[survivor[best]] = 1;
-        if (mode & 2) {
-            const int by = (int)(best / wo), bx = (int)(best % wo);
-            for (int y = by - radius; y <= by + radius; ++y) {
-                if (y < 0 || y >= ho) continue;
-                for (int x = bx - radius; x <= bx + radius; ++x)
-                    if (x >= 0 && x < wo) blocked_pos[(long)y * wo + x] = 1;
+        block_winner(best, survivor[best], ho, wo, mode, radius, blocked_pos, blocked_ch);
+    }
+}
+
+long walk_new_survivors(long n_new, const int32_t *new_pos, long n_pos, int ho, int wo, const int32_t *survivor,
+                        const double *survivor_pot, float now_t, int mode, int radius, long cap, long accepted,
+                        uint8_t *blocked_pos, uint8_t *blocked_ch, int32_t *out_flat, float *out_t)
+{
+    while (accepted < cap) {
+        long best = -1, best_flat = 0;
+        for (long j = 0; j < n_new; ++j) {
+            const long p = new_pos[j];
+            const int c = survivor[p];
+            if (blocked_pos[p] || blocked_ch[c]) continue;
+            const long flat = (long)c * n_pos + p;
+            if (best < 0 || survivor_pot[p] > survivor_pot[best]
+                    || (survivor_pot[p] == survivor_pot[best] && flat < best_flat)) {
+                best = p; best_flat = flat;
             }
         }
+        if (best < 0) break;
+        out_flat[accepted] = (int32_t)best_flat;
+        if (out_t) out_t[accepted] = now_t;
+        ++accepted;
+        blocked_pos[best] = 1;
+        block_winner(best, survivor[best], ho, wo, mode, radius, blocked_pos, blocked_ch);
     }
+    return accepted;
 }
 
 /* First spike of m neurons over t_steps steps: spikes[t * stride + i] (non-zero fires),
@@ -200,15 +234,7 @@ int select_winners(int n, int c, int h, int w, const float *times, const double 
             if (((mode & 1) && blocked_ch[ch]) || ((mode & 2) && blocked_pos[p])) continue;
             mi[top.flat] = 1;
             ++accepted;
-            if (mode & 1) blocked_ch[ch] = 1;
-            if (mode & 2) {
-                const int by = (int)(p / w), bx = (int)(p % w);
-                for (int y = by - radius; y <= by + radius; ++y) {
-                    if (y < 0 || y >= h) continue;
-                    for (int x = bx - radius; x <= bx + radius; ++x)
-                        if (x >= 0 && x < w) blocked_pos[(long)y * w + x] = 1;
-                }
-            }
+            block_winner(p, ch, h, w, mode, radius, blocked_pos, blocked_ch);
         }
     }
     free(heap);

@@ -19,4 +19,14 @@ void walk_survivors(long n_pos, int ho, int wo, int c_out, const int32_t *surviv
                     const double *survivor_pot, int mode, int radius, int k, uint8_t *blocked_pos,
                     uint8_t *blocked_ch, int32_t *out_flat, float *out_t);
 
+/* walk_survivors continued over the n_new positions new_pos whose survivors all spike at
+   now_t, later than every survivor walked before: the walk takes survivors by time first,
+   so walking each step's new survivors in turn (highest potential, then lowest flat
+   index) is the whole walk, and once `cap` winners are accepted later spikes change
+   nothing. `accepted` winners are in out_flat / out_t already and blocked_pos /
+   blocked_ch hold what they block (zero before the first call); returns the new count. */
+long walk_new_survivors(long n_new, const int32_t *new_pos, long n_pos, int ho, int wo, const int32_t *survivor,
+                        const double *survivor_pot, float now_t, int mode, int radius, long cap, long accepted,
+                        uint8_t *blocked_pos, uint8_t *blocked_ch, int32_t *out_flat, float *out_t);
+
 #endif
