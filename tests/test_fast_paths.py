@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stdp_plugins.backends import first_spike_conv_winners, fires_given_inputs, select_winners
+from stdp_plugins.backends import first_spike_conv_winners, fires_given_inputs, pooled_fires, select_winners
 from stdp_plugins.backends._conv_native import run_event_kernel
 from stdp_plugins.backends.pooled import pooled_survivors
 from stdp_plugins.backends.svm import native_binary_svm
@@ -115,6 +115,28 @@ def test_native_pooled_survivors_equal_torch(trained, kernel, stride, padding, b
         got = pooled_survivors(spikes, kernel, stride, padding, border, backend="native")
         assert torch.equal(got, pooled_survivors(spikes, kernel, stride, padding, border, backend="torch"))
     assert torch.isfinite(got).any()
+
+
+@pytest.mark.parametrize("kernel, stride, padding, border", [(2, 2, 1, 1), (3, 3, 0, 0), (2, 2, 0, 2), (3, 3, 1, 0)])
+def test_native_pooled_fires_equal_torch(trained, kernel, stride, padding, border):
+    """The gathering kernel writing its answer pooled and padded equals fires_given_inputs,
+    max_pool2d and pad, on both layers' real inputs (odd map sizes drop the last row)."""
+    net, digits = trained
+    fired = net.encode(digits[:40]) < net.config.time_steps
+    layer2_in = pooled_fires(fired, net.conv1.weight, 10.0, 2, 2, 2, 1, 1, backend="torch")
+    for layer, layer_in in ((1, fired), (1, fired[:, :, :27, :25]), (2, layer2_in)):
+        spec = net.spec(layer)
+        args = (layer_in, net.weight(layer), spec.threshold, spec.padding, kernel, stride, padding, border)
+        got = pooled_fires(*args, backend="native")
+        assert torch.equal(got, pooled_fires(*args, backend="torch")) and 0 < got.float().mean() < 1
+
+
+def test_features_equal_the_torch_network(trained):
+    net, digits = trained
+    reference = KheradpishehNet(seed=0, backend="torch")
+    reference.load_state_dict(net.state_dict())
+    times = net.encode(digits[:60])
+    assert torch.equal(net.features(times), reference.features(times))
 
 
 def test_native_fires_given_inputs_decides_sums_at_the_threshold_exactly():

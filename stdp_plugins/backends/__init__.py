@@ -31,7 +31,7 @@ from .conv import (
     first_spike_training_step_,
 )
 from .dispatch import BACKENDS, IMPLEMENTATIONS, available_backends, resolve_backend
-from .fires import fires_at_all, fires_given_inputs
+from .fires import fires_at_all, fires_given_inputs, pooled_fires
 from .neuron import fire_once, first_spike_only
 from .stdp import REDUCTIONS, fused_winner_update
 from .timing import first_spike_times
@@ -59,6 +59,7 @@ __all__ = [
     "kernel_threads",
     "native_available",
     "native_status",
+    "pooled_fires",
     "resolve_backend",
     "select_winners",
     "times_to_codes",

@@ -28,7 +28,7 @@ __all__ = ["run_event_kernel", "event_training_step_", "run_fires_kernel", "run_
 _P, _I, _L, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_double
 #: ctypes signatures of this module's C entry points beyond the library's common ones
 _FIRES_SIGNATURES = {
-    "fires_binary": (None, [_I, _I, _I, _I, _P, _I, _I, _I, _P, _D, _I, _I, _P, _P]),
+    "fires_binary": (None, [_I, _I, _I, _I, _P, _I, _I, _I, _P, _D, _I, _I, _P, _I, _I, _I, _I, _I, _P]),
     "fires_binary_scratch": (_L, [_I] * 6),
     "pooled_survivors": (None, [_I, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P, _P]),
 }
@@ -148,14 +148,20 @@ def _typed_library():
 
 
 def run_fires_kernel(fired: Tensor, weight: Tensor, threshold: float, padding: int,
-                     out_size: Tuple[int, int]) -> Tensor:
+                     out_size: Tuple[int, int], pooling: Optional[Tuple[int, int, Tuple[int, int], int]] = None
+                     ) -> Tensor:
     """Bool ``[N, C_out, H_out, W_out]``: which neurons reach ``threshold`` once every input
     marked in ``fired`` (``[N, C_in, H, W]``, CPU) has spiked, by ``fires_binary`` of the C
     library: per output position the active inputs of its window are gathered and their
     weights summed in float32 registers, the sums too close to the threshold again in
     float64; work is proportional to the active inputs and nothing but the answer is
     written. Needs non-negative weights (the dispatcher checks). Split over the worker
-    threads."""
+    threads.
+
+    ``pooling = (kernel_size, padding, (H_pool, W_pool), border)``: the answer is written
+    max-pooled by non-overlapping windows and zero-padded by ``border`` instead,
+    ``[N, C_out, H_pool + 2 border, W_pool + 2 border]``; the layer's own map is never
+    stored."""
     if fired.device.type != "cpu":
         raise ValueError(f"fired must be on the CPU for the native kernel, got {fired.device}")
     library = _typed_library()
@@ -168,14 +174,16 @@ def run_fires_kernel(fired: Tensor, weight: Tensor, threshold: float, padding: i
     weight_b = torch.zeros(blocks * _FIRES_BLOCK, c_in * k * k, dtype=torch.float32)
     weight_b[:c_out] = weight.detach().reshape(c_out, -1)
     weight_b = weight_b.view(blocks, _FIRES_BLOCK, -1).transpose(1, 2).contiguous()
-    out = torch.empty(n, c_out, out_h, out_w, dtype=torch.bool)
-    per_in, per_out = c_in * height * width, c_out * out_h * out_w
+    pool_k, pool_pad, (pooled_h, pooled_w), border = pooling or (0, 0, (out_h, out_w), 0)
+    out = torch.empty(n, c_out, pooled_h + 2 * border, pooled_w + 2 * border, dtype=torch.bool)
+    per_in, per_out = c_in * height * width, out[0].numel()
     scratch_bytes = library.fires_binary_scratch(c_in, height, width, k, out_h, out_w)
 
     def run(lo: int, hi: int) -> int:
         if hi > lo:
             library.fires_binary(hi - lo, c_in, height, width, marks.data_ptr() + lo * per_in, c_out, k, padding,
                                  weight_b.data_ptr(), threshold, out_h, out_w, out.data_ptr() + lo * per_out,
+                                 pool_k, pool_pad, pooled_h, pooled_w, border,
                                  thread_scratch(scratch_bytes).data_ptr())
         return 0
 

@@ -30,6 +30,7 @@ IMPLEMENTATIONS: Dict[str, Tuple[str, ...]] = {
     "fire_once": ("torch", "native"),
     "first_spike_only": ("torch", "native"),
     "pooled_survivors": ("torch", "native"),
+    "pooled_fires": ("torch", "native"),
 }
 """The implementations of each dispatched operation."""
 

@@ -5,6 +5,7 @@ a cumulative spike wave is its last step, so only the set of inputs that fired m
 from __future__ import annotations
 
 import math
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from ._conv_native import run_fires_kernel
 from .conv import check_layer
 from .dispatch import resolve_backend
 
-__all__ = ["fires_at_all", "fires_given_inputs"]
+__all__ = ["fires_at_all", "fires_given_inputs", "pooled_fires"]
 
 
 def fires_at_all(
@@ -52,23 +53,10 @@ def fires_given_inputs(
     threshold are summed again in float64 (one exact dot product each); negative
     weights use float64 throughout.
     """
-    check_tensor("fired", fired, 4, "[N, C_in, H, W]")
-    check_tensor("weight", weight, 4, "[C_out, C_in, k, k]")
-    if weight.shape[1] != fired.shape[1]:
-        raise ValueError(
-            f"weight must have C_in={fired.shape[1]} input channels to match fired "
-            f"{tuple(fired.shape)}, got shape {tuple(weight.shape)}"
-        )
-    padding = check_int("padding", padding, minimum=0)
+    padding, negative, unsupported = _checked_fires(fired, weight, threshold, padding)
     weight = weight.detach()
-    negative = bool((weight < 0).any())
-    unsupported = "negative weights" if negative else ("a threshold <= 0" if threshold <= 0 else None)
-    if weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):  # the kernel sums float32 copies
-        unsupported = unsupported or f"{weight.dtype} weights (the kernel takes float32)"
     if resolve_backend("first_spike_conv", backend, fired.device, {"native": unsupported}) == "native":
-        k = weight.shape[-1]
-        out_size = (conv_output_size(fired.shape[2], k, 1, padding), conv_output_size(fired.shape[3], k, 1, padding))
-        return run_fires_kernel(fired, weight, threshold, padding, out_size)
+        return run_fires_kernel(fired, weight, threshold, padding, _conv_size(fired, weight, padding))
     if negative:
         w64 = weight.to(torch.float64)
         return torch.cat([
@@ -78,6 +66,75 @@ def fires_given_inputs(
     return torch.cat([
         _fires_float32_checked(part, weight, threshold, padding) for part in fired.split(max(1, chunk))
     ])
+
+
+def pooled_fires(
+    fired: Tensor, weight: Tensor, threshold: float, padding: int, pool_kernel: int, pool_stride: int,
+    pool_padding: int = 0, border: int = 0, backend: str = "auto",
+) -> Tensor:
+    """:func:`fires_given_inputs` max-pooled and zero-padded: the binary input of the next
+    layer at inference.
+
+    Parameters
+    ----------
+    fired, weight, threshold, padding
+        As :func:`fires_given_inputs`.
+    pool_kernel, pool_stride, pool_padding : int
+        The max-pooling (padding never fires).
+    border : int
+        Zero padding (never fires) after the pooling.
+    backend : {"auto", "torch", "native"}
+        ``"native"`` (CPU, non-negative float32 weights, non-overlapping windows
+        ``pool_kernel == pool_stride``): the gathering kernel of :func:`fires_given_inputs`
+        writes the pooled, padded map directly, the layer's own map never stored;
+        ``"torch"``: :func:`fires_given_inputs`, ``max_pool2d`` and ``pad``, the reference.
+
+    Returns
+    -------
+    Tensor
+        Bool ``[N, C_out, H_pool + 2 border, W_pool + 2 border]``.
+    """
+    padding, _, unsupported = _checked_fires(fired, weight, threshold, padding)
+    pool_kernel = check_int("pool_kernel", pool_kernel, minimum=1)
+    pool_stride = check_int("pool_stride", pool_stride, minimum=1)
+    pool_padding = check_int("pool_padding", pool_padding, minimum=0)
+    border = check_int("border", border, minimum=0)
+    out_h, out_w = _conv_size(fired, weight, padding)
+    pooled = (conv_output_size(out_h, pool_kernel, pool_stride, pool_padding),
+              conv_output_size(out_w, pool_kernel, pool_stride, pool_padding))
+    if min(pooled) < 1 or 2 * pool_padding > pool_kernel:
+        raise ValueError(f"the layer's {out_h}x{out_w} map cannot be pooled by {pool_kernel}x{pool_kernel} windows "
+                         f"with pool_padding {pool_padding} (at most half a window)")
+    if pool_kernel != pool_stride:
+        unsupported = unsupported or "overlapping pooling windows (pool_kernel != pool_stride)"
+    if resolve_backend("pooled_fires", backend, fired.device, {"native": unsupported}) == "native":
+        return run_fires_kernel(fired, weight.detach(), threshold, padding, (out_h, out_w),
+                                (pool_kernel, pool_padding, pooled, border))
+    layer = fires_given_inputs(fired, weight, threshold, padding, backend=backend).to(torch.float32)
+    return F.pad(F.max_pool2d(layer, pool_kernel, pool_stride, pool_padding), (border,) * 4) > 0
+
+
+def _checked_fires(fired: Tensor, weight: Tensor, threshold: float, padding: int) -> Tuple[int, bool, Optional[str]]:
+    """Validate a binary layer's inputs; ``(padding, negative weights?, why the native
+    kernel cannot run them or None)``."""
+    check_tensor("fired", fired, 4, "[N, C_in, H, W]")
+    check_tensor("weight", weight, 4, "[C_out, C_in, k, k]")
+    if weight.shape[1] != fired.shape[1]:
+        raise ValueError(
+            f"weight must have C_in={fired.shape[1]} input channels to match fired "
+            f"{tuple(fired.shape)}, got shape {tuple(weight.shape)}"
+        )
+    padding = check_int("padding", padding, minimum=0)
+    negative = bool((weight.detach() < 0).any())
+    unsupported = "negative weights" if negative else ("a threshold <= 0" if threshold <= 0 else None)
+    if weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):  # the kernel sums float32 copies
+        unsupported = unsupported or f"{weight.dtype} weights (the kernel takes float32)"
+    return padding, negative, unsupported
+
+
+def _conv_size(fired: Tensor, weight: Tensor, padding: int) -> Tuple[int, int]:
+    k = weight.shape[-1]
+    return conv_output_size(fired.shape[2], k, 1, padding), conv_output_size(fired.shape[3], k, 1, padding)
 
 
 _UNIT_ROUNDOFF_32 = 2.0 ** -24

@@ -35,17 +35,17 @@ from ..backends import (
     first_spike_conv_pointwise,
     first_spike_conv_winners,
     first_spike_training_step_,
-    fires_at_all,
     fires_given_inputs,
     fused_winner_update,
+    pooled_fires,
     select_winners,
 )
 from ..backends.pooled import pooled_survivors
 from ..encoding import DoGLatencyEncoder
 from ..learning import STDPLearner, WTAMode
-from ..learning._checks import check_int, check_tensor
+from ..learning._checks import check_int, check_spike_times, check_tensor
 from .config import KheradpishehConfig, LayerSpec
-from .pooling import max_pool_binary, min_pool_times, pad_times
+from .pooling import min_pool_times, pad_times
 
 __all__ = ["LayerSpec", "KheradpishehConfig", "KheradpishehNet"]
 
@@ -288,29 +288,25 @@ class KheradpishehNet(nn.Module):
         :meth:`KheradpishehConfig.feature_shape`).
 
         No inhibition acts at inference, and the maximum over time of a cumulative wave is
-        its last step, so only the set of neurons that fire matters: layer 1 is
-        :func:`~stdp_plugins.backends.fires_at_all` of the input times, every later layer
-        :func:`~stdp_plugins.backends.fires_given_inputs` of the pooled (and padded) binary
-        map before it.
+        its last step, so only the set of neurons that fire matters: every layer is
+        :func:`~stdp_plugins.backends.pooled_fires` (global pooling:
+        :func:`~stdp_plugins.backends.fires_given_inputs`, then any) of the binary map
+        before it, layer 1's being the inputs that fire within ``time_steps``.
         """
         check_tensor("input_times", input_times, 4, "[N, C, H, W]")
-        spec = self.spec(1)
-        first = pad_times(input_times, spec.input_padding) if spec.input_padding else input_times
-        fired = fires_at_all(first, self.conv1.weight, spec.threshold, spec.padding, self.config.time_steps,
-                             backend=self.backend)
-        for layer in range(2, self.num_layers + 1):
+        check_spike_times("input_times", input_times)
+        layer_in = F.pad(input_times < self.config.time_steps, (self.spec(1).input_padding,) * 4)
+        for layer in range(1, self.num_layers + 1):
             spec = self.spec(layer)
-            layer_in = F.pad(self._pool_binary(layer - 1, fired), (spec.input_padding,) * 4)
-            fired = fires_given_inputs(layer_in, self.weight(layer), spec.threshold, spec.padding,
-                                       backend=self.backend)
-        return self._pool_binary(self.num_layers, fired)
-
-    def _pool_binary(self, layer: int, fired: Tensor) -> Tensor:
-        """Max-pooling after ``layer`` of a bool spike map (padding never fires)."""
-        spec = self.spec(layer)
-        if spec.global_pool:
-            return fired.flatten(2).any(dim=2)[..., None, None]
-        return max_pool_binary(fired, spec.pool_kernel, spec.pool_stride, spec.pool_padding)
+            border = self.spec(layer + 1).input_padding if layer < self.num_layers else 0
+            args = (layer_in, self.weight(layer), spec.threshold, spec.padding)
+            if spec.global_pool:
+                fired = fires_given_inputs(*args, backend=self.backend).flatten(2).any(dim=2)[..., None, None]
+                layer_in = F.pad(fired, (border,) * 4)
+            else:  # the layer's map is written pooled and padded (one dispatched pass)
+                layer_in = pooled_fires(*args, spec.pool_kernel, spec.pool_stride, spec.pool_padding, border,
+                                        backend=self.backend)
+        return layer_in
 
     def forward(self, images: Tensor) -> Tensor:
         """Features (float32 0/1 ``[N, C, H, W]``, see :meth:`features`) of grey images

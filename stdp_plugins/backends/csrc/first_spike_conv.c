@@ -202,7 +202,10 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
    weight_b  [blocks][c_in * k * k][FIRES_BLOCK] float32, non-negative: the weights of
              channels b * FIRES_BLOCK + j, row (c * k + dy) * k + dx; channels past c_out
              are zeros
-   out       [n][c_out][ho][wo] uint8, 1 = reaches the threshold
+   out       [n][c_out][ho][wo] uint8, 1 = reaches the threshold; or, with pool_k > 0, its
+             max-pooling by non-overlapping pool_k x pool_k windows starting at -pool_pad
+             (pooled_h x pooled_w of them; positions past the last window are dropped),
+             zero-padded by `border`: [n][c_out][pooled_h + 2 border][pooled_w + 2 border]
    scratch   fires_binary_scratch() bytes */
 #define FIRES_BLOCK 32
 /* eight floats: GCC and clang lower it to AVX (or SSE pairs) without intrinsics */
@@ -210,20 +213,31 @@ typedef float float8 __attribute__((vector_size(32)));
 
 long fires_binary_scratch(int c_in, int h, int w, int k, int ho, int wo)
 {
-    return 4L * ((long)ho * wo * c_in * k * k + (long)ho * wo + (long)c_in * h * w);
+    return 4L * ((long)ho * wo * c_in * k * k + 2L * ho * wo + (long)c_in * h * w);
 }
 
 void fires_binary(int n, int c_in, int h, int w, const uint8_t *fired, int c_out, int k, int pad,
-                  const float *weight_b, double threshold, int ho, int wo, uint8_t *out, void *scratch)
+                  const float *weight_b, double threshold, int ho, int wo, uint8_t *out, int pool_k, int pool_pad,
+                  int pooled_h, int pooled_w, int border, void *scratch)
 {
     const long n_in = (long)c_in * h * w, n_pos = (long)ho * wo;
     const int n_rows = c_in * k * k;
     int *lists = (int *)scratch;            /* [n_pos][n_rows] */
     int *counts = lists + n_pos * n_rows;   /* [n_pos] */
-    int *active = counts + n_pos;           /* [n_in] */
+    int *cell = counts + n_pos;             /* [n_pos]: output cell of each position, -1 = none */
+    int *active = cell + n_pos;             /* [n_in] */
+    const int out_w = pool_k ? pooled_w + 2 * border : wo;
+    const long out_cells = pool_k ? (long)(pooled_h + 2 * border) * out_w : n_pos;
+    for (long p = 0; p < n_pos; ++p) {
+        const int py = pool_k ? (int)(p / wo + pool_pad) / pool_k : (int)(p / wo);
+        const int px = pool_k ? (int)(p % wo + pool_pad) / pool_k : (int)(p % wo);
+        const int shift = pool_k ? border : 0;
+        cell[p] = pool_k && (py >= pooled_h || px >= pooled_w) ? -1 : (py + shift) * out_w + px + shift;
+    }
     for (int img = 0; img < n; ++img) {
         const uint8_t *f = fired + (long)img * n_in;
-        uint8_t *o = out + (long)img * n_pos * c_out;
+        uint8_t *o = out + (long)img * out_cells * c_out;
+        memset(o, 0, (size_t)out_cells * c_out);
         long n_active = 0;
         for (long i = 0; i < n_in; ++i) { active[n_active] = (int)i; n_active += f[i] != 0; }
         memset(counts, 0, sizeof(int) * n_pos);
@@ -245,6 +259,7 @@ void fires_binary(int n, int c_in, int h, int w, const uint8_t *fired, int c_out
             const float *block = weight_b + (long)b * n_rows * FIRES_BLOCK;
             const int width = c_out - o0 < FIRES_BLOCK ? c_out - o0 : FIRES_BLOCK;
             for (long p = 0; p < n_pos; ++p) {
+                if (cell[p] < 0) continue;
                 float8 acc[FIRES_BLOCK / 8] = {{0}};
                 const int *rows = lists + p * n_rows;
                 const int m = counts[p];
@@ -268,7 +283,7 @@ void fires_binary(int n, int c_in, int h, int w, const uint8_t *fired, int c_out
                         for (int r = 0; r < m; ++r) exact += block[(long)rows[r] * FIRES_BLOCK + j];
                         fires = exact >= threshold;
                     }
-                    o[(long)(o0 + j) * n_pos + p] = (uint8_t)fires;
+                    o[(long)(o0 + j) * out_cells + cell[p]] |= (uint8_t)fires;
                 }
             }
         }
