@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..learning import STDPConfig, WTAMode
 from ..learning._indexing import nonzero_indices
-from ._native import NEVER, native_library, wta_mode_bits
+from ._native import native_library, wta_mode_bits
 from .stdp import native_stdp_steps_
 from ._threads import parallel_ranges, thread_scratch
 
@@ -62,9 +62,7 @@ def run_event_kernel(
     out_h, out_w = out_size
     n, c_in, height, width = in_times.shape
     c_out, k = weight.shape[0], weight.shape[-1]
-    # uint8 codes in one pass: the kernel skips every code >= time_steps, so times at or
-    # after the last step need not become NEVER exactly (times_to_codes' extra passes)
-    codes = in_times.clamp(max=NEVER).to(torch.uint8).contiguous()
+    times32 = in_times.to(torch.float32).contiguous()  # the kernel skips every time >= time_steps
     weight_t = weight.detach().to(torch.float64).permute(1, 2, 3, 0).contiguous()
     out_times = torch.empty(n, out_h, out_w, c_out, dtype=torch.float32) if times else None
     out_pot = torch.empty(n, out_h, out_w, c_out, dtype=torch.float64) if potentials else None
@@ -87,7 +85,7 @@ def run_event_kernel(
             return 0
         scratch = thread_scratch(scratch_bytes)
         return library.first_spike_conv(
-            hi - lo, c_in, height, width, codes[lo].data_ptr(), c_out, k, padding,
+            hi - lo, c_in, height, width, times32[lo].data_ptr(), c_out, k, padding,
             weight_t.data_ptr(), threshold, time_steps, out_h, out_w,
             pointer(out_times, lo), pointer(out_pot, lo), pointer(out_best, lo),
             k_winners, radius, mode_bits, pointer(out_win, lo), pointer(out_win_t, lo),

@@ -188,8 +188,7 @@ def times_to_codes(times: Tensor, time_steps: int) -> Tensor:
     """Spike times (float, ``inf`` = never) to uint8 codes (``255`` = never, or ``>= time_steps``)."""
     if time_steps >= NEVER:
         raise ValueError(f"time_steps must be < {NEVER} for uint8 spike codes, got {time_steps}")
-    finite = times < time_steps
-    return torch.where(finite, times, torch.zeros_like(times)).to(torch.uint8).masked_fill_(~finite, NEVER)
+    return torch.where(times < time_steps, times, NEVER).to(torch.uint8)
 
 
 def codes_to_times(codes: Tensor) -> Tensor:

@@ -7,7 +7,8 @@
 
 #include "stdp_native.h"
 
-/* in_times  [n][c_in][h][w]   uint8, 255 = never
+/* in_times  [n][c_in][h][w]   float32 spike times: t < time_steps spikes at step (int)t
+             (times are whole steps), anything else (+inf) never
    weight_t  [c_in][k][k][c_out] float64 (transposed weights)
    out_times [n][ho][wo][c_out] float32 (channel-last) first-spike step, +inf = never; or
              NULL (then only the winners' times are reported, in out_win_t)
@@ -49,7 +50,7 @@ long first_spike_conv_scratch(int c_in, int h, int w, int c_out, int ho, int wo,
     return total;
 }
 
-int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
+int first_spike_conv(int n, int c_in, int h, int w, const float *in_times,
                      int c_out, int k, int pad, const double *weight_t,
                      double threshold, int time_steps, int ho, int wo,
                      float *out_times, double *out_pot, int32_t *out_best,
@@ -87,7 +88,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
     for (long i = 0; i < n_out; ++i) own_times[i] = INFINITY;
     for (long p = 0; p < n_pos; ++p) { mark[p] = -1; survivor[p] = -1; }
     for (int img = 0; img < n; ++img) {
-        const uint8_t *tin = in_times + (long)img * n_in;
+        const float *tin = in_times + (long)img * n_in;
         float *tout = out_times ? out_times + (long)img * n_out : own_times;
         double *pout = out_pot ? out_pot + (long)img * n_out : 0;
         int32_t *win = out_win ? out_win + (long)img * k_winners : 0;
@@ -102,11 +103,11 @@ int first_spike_conv(int n, int c_in, int h, int w, const uint8_t *in_times,
         long n_visited = 0, accepted = 0;
         /* counting sort of the input spikes by time (stable: flat index order) */
         for (int t = 0; t <= time_steps; ++t) start[t] = 0;
-        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) start[tin[i] + 1]++;
+        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) start[(int)tin[i] + 1]++;
         for (int t = 0; t < time_steps; ++t) start[t + 1] += start[t];
         for (int t = time_steps; t > 0; --t) start[t] = start[t - 1];
         start[0] = 0;
-        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) events[start[tin[i] + 1]++] = (int)i;
+        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) events[start[(int)tin[i] + 1]++] = (int)i;
         /* start[t + 1] now holds the end of step t; step t begins at start[t] (start[0] = 0) */
         int begin = 0;
         for (int t = 0; t < time_steps; ++t) {
