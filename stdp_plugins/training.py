@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -423,9 +423,7 @@ class LayerwiseTrainer:
         return epoch_order(self.config.seed, layer, epoch, n)
 
     def _set(self, **changes: Any) -> None:
-        fields_ = asdict(self.state)
-        fields_.update(changes)
-        self.state = _Progress(**fields_)
+        self.state = replace(self.state, **changes)  # the fields are immutable: no deep copy
 
     def _replace(self, name: str, layer: int, value: Any) -> None:
         values = list(getattr(self.state, name))
