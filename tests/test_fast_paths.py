@@ -157,6 +157,45 @@ def test_native_fires_given_inputs_refuses_float64_weights():
                            backend="native")
 
 
+def test_parallel_items_takes_every_item_once_and_keeps_their_order():
+    import time
+
+    from stdp_plugins.backends._threads import parallel_items
+
+    seen = []
+
+    def square(item):  # early items take longest, so the second thread takes several
+        time.sleep(0.002 * (7 - item))
+        seen.append(item)
+        return item * item
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = parallel_items(7, square)
+    finally:
+        torch.set_num_threads(threads)
+    assert got == [i * i for i in range(7)] and sorted(seen) == list(range(7))
+
+
+def test_native_readout_is_the_same_on_one_and_two_threads():
+    g = torch.Generator().manual_seed(8)
+    labels = torch.arange(300) % 5
+    x = (torch.rand(5, 200, generator=g) < 0.2)[labels] ^ (torch.rand(300, 200, generator=g) < 0.1)
+    flat = x.numpy()
+    columns = np.nonzero(flat)[1].astype(np.int32)
+    indptr = np.concatenate([[0], np.cumsum(flat.sum(axis=1))]).astype(np.int64)
+    threads = torch.get_num_threads()
+    fits = []
+    for count in (1, 2):
+        torch.set_num_threads(count)
+        try:
+            fits.append(native_binary_svm(indptr, columns, labels.numpy(), 5, 200, 2.4, 1e-3, 1000, 0))
+        finally:
+            torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(fits[0][:2], fits[1][:2])) and fits[0][2] == fits[1][2]
+
+
 def _svm_objective(readout, x, labels, c):
     scores = readout.scores(x)
     classes = readout.classes if readout.weight.shape[0] > 1 else readout.classes[1:]

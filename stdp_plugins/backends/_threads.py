@@ -16,7 +16,7 @@ from typing import Callable, Iterator, List, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["kernel_threads", "parallel_ranges", "thread_scratch"]
+__all__ = ["kernel_threads", "parallel_items", "parallel_ranges", "thread_scratch"]
 
 _pool_lock = threading.Lock()
 _pool: Optional[ThreadPoolExecutor] = None
@@ -58,11 +58,41 @@ def kernel_threads() -> Iterator[int]:
         _kernel_workers.reset(token)
 
 
+def _workers(total: int) -> int:
+    """Worker threads for ``total`` items: torch's thread count, or what
+    :func:`kernel_threads` yields, at most ``total``."""
+    return max(1, min(_kernel_workers.get() or torch.get_num_threads(), total))
+
+
+def parallel_items(total: int, run: Callable[[int], int]) -> List[int]:
+    """Call ``run(i)`` for every ``i`` in ``[0, total)`` on the worker threads (the calling
+    thread is one of them), each taking the next item as it finishes one, so that items of
+    uneven cost balance; returns the results in item order."""
+    workers = _workers(total)
+    results = [0] * total
+    items = iter(range(total))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                item = next(items, None)
+            if item is None:
+                return
+            results[item] = run(item)
+
+    others = [_worker_pool(workers - 1).submit(work) for _ in range(workers - 1)] if workers > 1 else []
+    work()
+    for future in others:
+        future.result()
+    return results
+
+
 def parallel_ranges(total: int, run: Callable[[int, int], int]) -> List[int]:
     """Call ``run(lo, hi)`` on contiguous ranges covering ``[0, total)``, one per worker
     thread (torch's thread count, or what :func:`kernel_threads` yields; the calling thread
     is one of them); returns the results in range order."""
-    workers = max(1, min(_kernel_workers.get() or torch.get_num_threads(), total))
+    workers = _workers(total)
     if workers == 1:
         return [run(0, total)]
     bounds = [round(i * total / workers) for i in range(workers + 1)]
