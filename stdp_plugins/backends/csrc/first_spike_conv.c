@@ -43,10 +43,10 @@ static void *take(char *base, long *offset, long bytes)
 long first_spike_conv_scratch(int c_in, int h, int w, int c_out, int ho, int wo, int time_steps)
 {
     const long n_in = (long)c_in * h * w, n_pos = (long)ho * wo, n_out = n_pos * c_out;
-    const long sizes[12] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos, 4 * n_pos,
-                            4 * n_pos, n_pos, c_out, 4 * n_out, 4 * n_pos, 4 * n_pos};
+    const long sizes[13] = {8 * n_out, 8 * n_pos, 4 * n_in, 4 * n_in, 4 * (time_steps + 1L), 4 * n_pos,
+                            4 * n_pos, 4 * n_pos, n_pos, c_out, 4 * n_out, 4 * n_pos, 4 * n_pos};
     long total = 0;
-    for (int i = 0; i < 12; ++i) total += (sizes[i] + 63) / 64 * 64;
+    for (int i = 0; i < 13; ++i) total += (sizes[i] + 63) / 64 * 64;
     return total;
 }
 
@@ -73,6 +73,7 @@ int first_spike_conv(int n, int c_in, int h, int w, const float *in_times,
     double *pot = (double *)take(base, &offset, sizeof(double) * n_out);
     double *survivor_pot = (double *)take(base, &offset, sizeof(double) * n_pos);
     int *events = (int *)take(base, &offset, sizeof(int) * n_in);
+    int *spiking = (int *)take(base, &offset, sizeof(int) * n_in);
     int *start = (int *)take(base, &offset, sizeof(int) * (time_steps + 1L));
     int *mark = (int *)take(base, &offset, sizeof(int) * n_pos);
     int *touched = (int *)take(base, &offset, sizeof(int) * n_pos);
@@ -101,13 +102,16 @@ int first_spike_conv(int n, int c_in, int h, int w, const float *in_times,
             for (long i = 0; i < cap; ++i) win[i] = -1;
         }
         long n_visited = 0, accepted = 0;
-        /* counting sort of the input spikes by time (stable: flat index order) */
+        /* the inputs that spike, in one branch-free pass (most never do), then their
+           counting sort by time (stable: flat index order) */
+        long n_spikes = 0;
+        for (long i = 0; i < n_in; ++i) { spiking[n_spikes] = (int)i; n_spikes += tin[i] < time_steps; }
         for (int t = 0; t <= time_steps; ++t) start[t] = 0;
-        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) start[(int)tin[i] + 1]++;
+        for (long s = 0; s < n_spikes; ++s) start[(int)tin[spiking[s]] + 1]++;
         for (int t = 0; t < time_steps; ++t) start[t + 1] += start[t];
         for (int t = time_steps; t > 0; --t) start[t] = start[t - 1];
         start[0] = 0;
-        for (long i = 0; i < n_in; ++i) if (tin[i] < time_steps) events[start[(int)tin[i] + 1]++] = (int)i;
+        for (long s = 0; s < n_spikes; ++s) events[start[(int)tin[spiking[s]] + 1]++] = spiking[s];
         /* start[t + 1] now holds the end of step t; step t begins at start[t] (start[0] = 0) */
         int begin = 0;
         for (int t = 0; t < time_steps; ++t) {
