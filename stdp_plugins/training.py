@@ -75,7 +75,8 @@ class TrainingInterrupted(Exception):
 
 class SpikeCodeFile:
     """uint8 spike codes ``[N, C, H, W]`` (``255`` = never) of many images, kept in an
-    unnamed temporary file and read back by index, so that holding them costs no memory.
+    unnamed temporary file and read back by index through a read-only memory map, so that
+    holding them costs no memory beyond the pages the OS keeps cached.
 
     Parameters
     ----------
@@ -85,7 +86,7 @@ class SpikeCodeFile:
 
     def __init__(self, chunks: Iterable[Tensor]) -> None:
         self._file = tempfile.TemporaryFile()
-        self._lock = threading.Lock()
+        self._map = None  # numpy memmap [N, record], made on the first read
         self.shape: Tuple[int, ...] = ()
         self._count = 0
         for chunk in chunks:
@@ -101,29 +102,30 @@ class SpikeCodeFile:
     def __len__(self) -> int:
         return self._count
 
-    def _read(self, offset: int, size: int) -> bytes:
-        with self._lock:
-            self._file.seek(offset)
-            return self._file.read(size)
+    def _rows(self):
+        """The file as a read-only numpy memory map ``[N, C * H * W]``."""
+        if self._map is None:
+            import numpy as np  # the train extra's
+
+            self._map = np.memmap(self._file, dtype=np.uint8, mode="r", shape=(self._count, self._record))
+        return self._map
 
     def take(self, indices: Tensor) -> Tensor:
-        """Codes of the images at ``indices`` (1-D int64), in that order."""
+        """Codes of the images at ``indices`` (1-D int64), in that order (one gather)."""
         check_tensor("indices", indices, 1, "[B]")
-        rows = indices.tolist()
-        if rows and (min(rows) < 0 or max(rows) >= self._count):
-            raise ValueError(f"indices must lie in [0, {self._count}), got values outside")
-        if not rows:
+        rows = indices.detach().cpu().to(torch.int64)
+        if rows.numel() == 0:
             return torch.empty(0, *self.shape, dtype=torch.uint8)
-        data = b"".join(self._read(row * self._record, self._record) for row in rows)
-        return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(len(rows), *self.shape)
+        if int(rows.min()) < 0 or int(rows.max()) >= self._count:
+            raise ValueError(f"indices must lie in [0, {self._count}), got values outside")
+        return torch.from_numpy(self._rows()[rows.numpy()]).view(rows.numel(), *self.shape)
 
     def chunks(self, size: int) -> Iterator[Tensor]:
         """All codes in order, ``size`` images at a time."""
         size = check_int("size", size, minimum=1)
         for start in range(0, self._count, size):
-            count = min(size, self._count - start)
-            data = self._read(start * self._record, count * self._record)
-            yield torch.frombuffer(bytearray(data), dtype=torch.uint8).view(count, *self.shape)
+            block = self._rows()[start:start + size].copy()
+            yield torch.from_numpy(block).view(block.shape[0], *self.shape)
 
 
 
@@ -450,6 +452,7 @@ class LayerwiseTrainer:
             for layer in self.layers:
                 if self.state.phase == layer:
                     self._train_layer(layer, flag)
+        self._inputs.clear()  # the cached layer inputs' files and maps; recomputed if asked again
         self.save()
         return self.history
 

@@ -57,6 +57,7 @@ _SIGNATURES = {
     "stdp_groups": (None, [_I, *[_P] * 6, *[_I] * 6, _P, _F, _F, _I, _F, _F, _I, _P]),
     "fire_once": (None, [_L, _L, _L, _P, _F, _P, _P, _P, _P]),
     "first_spike_only": (None, [_L, _L, _L, _P, _P, _P]),
+    "codes_to_times": (None, [_L, _P, _P]),
 }
 
 _lock = threading.Lock()
@@ -192,9 +193,17 @@ def times_to_codes(times: Tensor, time_steps: int) -> Tensor:
 
 
 def codes_to_times(codes: Tensor) -> Tensor:
-    """uint8 spike codes back to float32 times (``255`` becomes ``inf``)."""
-    times = codes.to(torch.float32)
-    return times.masked_fill_(codes == NEVER, math.inf)
+    """uint8 spike codes back to float32 times (``255`` becomes ``inf``); one pass of the
+    C library on the CPU (a training step's batch: torch's three passes took longer than the
+    layer-2 kernel)."""
+    library = native_library() if codes.device.type == "cpu" and codes.dtype == torch.uint8 else None
+    if library is None:
+        times = codes.to(torch.float32)
+        return times.masked_fill_(codes == NEVER, math.inf)
+    codes = codes.contiguous()
+    times = torch.empty(codes.shape, dtype=torch.float32)
+    library.codes_to_times(codes.numel(), codes.data_ptr(), times.data_ptr())
+    return times
 
 
 def wta_mode_bits(mode) -> int:

@@ -334,6 +334,14 @@ void first_spike_only(long t_steps, long m, long stride, const float *spikes, ui
     }
 }
 
+/* uint8 spike codes to float32 times: 255 becomes +inf, any other code its value. Two
+   passes, because GCC vectorises each of them but not the select of the codes. */
+void codes_to_times(long n, const uint8_t *restrict codes, float *restrict out)
+{
+    for (long i = 0; i < n; ++i) out[i] = (float)codes[i];
+    for (long i = 0; i < n; ++i) out[i] = out[i] == 255.0f ? INFINITY : out[i];
+}
+
 /* Linear read-out: one-vs-rest L2-regularised squared-hinge SVMs on binary features,
    liblinear's dual coordinate descent with shrinking (Hsieh et al. 2008; the problem of
    sklearn.svm.LinearSVC(dual=True) with its intercept as a constant feature 1), one class
