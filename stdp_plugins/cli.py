@@ -25,6 +25,7 @@ most ``--dist-timeout`` seconds; the last checkpoint is kept for ``--resume``.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import sys
@@ -44,6 +45,7 @@ from .backends import REDUCTIONS, kernel_threads
 from .models.config import PRESETS, load_network_config
 from .models.kheradpisheh import KheradpishehConfig, KheradpishehNet
 from .readout import (
+    FeatureMemo,
     Featurizer,
     LinearReadout,
     fit_readout,
@@ -199,14 +201,37 @@ def _train(args: argparse.Namespace) -> int:
         distributed.shutdown()
 
 
-def _shared_featurizer(model: KheradpishehNet, images: List[Tensor], shift: int,
+def _readout_images(args: argparse.Namespace, train_x: Tensor, test: Optional[Tuple[Tensor, Tensor]]
+                    ) -> List[Tuple[Tensor, List[Tuple[int, int]]]]:
+    """The image sets the read-out featurizes, each with its offsets: the training images
+    in every direction the fit may take copies from, the test images at the prediction's."""
+    sets = [(train_x, shift_offsets(args.readout_shift, args.readout_directions))]
+    return sets + ([(test[0], shift_offsets(args.readout_shift))] if test is not None else [])
+
+
+def _shared_featurizer(model: KheradpishehNet, image_sets: List[Tuple[Tensor, List[Tuple[int, int]]]],
                        group: Any) -> Tuple[Optional[Featurizer], float]:
-    """Features of ``images`` and their shifted copies computed by every rank and held on
-    rank 0 (:func:`~stdp_plugins.distributed.gathered_featurizer`), and the images/s."""
+    """Features of the image sets at their offsets computed by every rank and held on rank
+    0 (:func:`~stdp_plugins.distributed.gathered_featurizer`), and the images/s."""
     start = time.perf_counter()
-    sets = [x if (dy, dx) == (0, 0) else shift_images(x, dy, dx) for x in images for dy, dx in shift_offsets(shift)]
+    sets = [x if (dy, dx) == (0, 0) else shift_images(x, dy, dx) for x, offsets in image_sets for dy, dx in offsets]
     featurize = distributed.gathered_featurizer(spike_features(model), sets, group)
     return featurize, sum(x.shape[0] for x in sets) / max(time.perf_counter() - start, 1e-9)
+
+
+def _extract_readout_features(args: argparse.Namespace, featurize: FeatureMemo, train: Tuple[Tensor, Tensor],
+                              test: Optional[Tuple[Tensor, Tensor]]) -> float:
+    """Featurize, once, every image the read-out needs: the fit's rows (the training images
+    and their copies) and the shifted copies the predictions sum; returns the images/s."""
+    start = time.perf_counter()
+    rows, _ = shifted_training_set(featurize, *train, args.readout_shift, args.readout_copies,
+                                   directions=args.readout_directions)
+    collections.deque(rows, maxlen=0)
+    for images in [train[0]] + ([test[0]] if test is not None else []):
+        for dy, dx in shift_offsets(args.readout_shift):
+            for chunk in images.split(512):
+                featurize(shift_images(chunk, dy, dx) if (dy, dx) != (0, 0) else chunk)
+    return featurize.computed / max(time.perf_counter() - start, 1e-9)
 
 
 def _train_in(args: argparse.Namespace, device: torch.device, group: Optional[Any], started: float) -> int:
@@ -241,25 +266,25 @@ def _train_in(args: argparse.Namespace, device: torch.device, group: Optional[An
         if rank == 0:
             print(f"\ninterrupted: checkpoint saved to {stop.checkpoint}; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    featurize, shared_rate = spike_features(model), None
     if group is not None:
-        shared, shared_rate = _shared_featurizer(model, [train_x] + ([test[0]] if test is not None else []),
-                                                 args.readout_shift, group)
-        if shared is None:  # rank 0 fits and evaluates the read-out
+        featurize, feature_rate = _shared_featurizer(model, _readout_images(args, train_x, test), group)
+        if featurize is None:  # rank 0 fits and evaluates the read-out
             return 0
-        featurize = shared
+    else:  # every feature the read-out uses, extracted once (the fit and the predictions share them)
+        featurize = FeatureMemo(spike_features(model))
+        feature_rate = _extract_readout_features(args, featurize, (train_x, train_y), test)
     readout_start = time.perf_counter()
-    rows, labels = shifted_training_set(featurize, train_x, train_y, args.readout_shift, args.readout_copies)
+    rows, labels = shifted_training_set(featurize, train_x, train_y, args.readout_shift, args.readout_copies,
+                                        directions=args.readout_directions)
     readout = fit_readout(rows, labels, c=args.svm_c, seed=args.seed, max_iter=args.svm_max_iter)
     readout_seconds = time.perf_counter() - readout_start
     del rows, labels
-    train_features, feature_rate = extract_features(model, train_x, featurize=featurize)
-    silent = {"train": silent_fraction(train_features)}
-    accuracy = {"train": _accuracy(readout, featurize, train_x, train_y, args.readout_shift, train_features)}
+    # the features are looked up chunk by chunk (never all of a set's rows at once)
+    silent = {"train": _silent_fraction(featurize, train_x)}
+    accuracy = {"train": _accuracy(readout, featurize, train_x, train_y, args.readout_shift)}
     if test is not None:
-        test_features, _ = extract_features(model, test[0], featurize=featurize)
-        silent["test"] = silent_fraction(test_features)
-        accuracy["test"] = _accuracy(readout, featurize, test[0], test[1], args.readout_shift, test_features)
+        silent["test"] = _silent_fraction(featurize, test[0])
+        accuracy["test"] = _accuracy(readout, featurize, test[0], test[1], args.readout_shift)
     save_model(out / MODEL_FILE, model, readout, args.seed, args.readout_shift)
     rates = trainer.images_per_second()
     metrics = {
@@ -269,7 +294,7 @@ def _train_in(args: argparse.Namespace, device: torch.device, group: Optional[An
         "images_per_second": {
             "encoding": encode_rate,
             **{f"{layer}_training": rate for layer, rate in rates.items()},
-            "feature_extraction": feature_rate if shared_rate is None else shared_rate,
+            "feature_extraction": feature_rate,
         },
         "readout_fit_seconds": readout_seconds,
         "peak_rss_mib": _peak_rss_mib(),
@@ -286,6 +311,7 @@ def _train_in(args: argparse.Namespace, device: torch.device, group: Optional[An
         "svm_max_iter": args.svm_max_iter,
         "readout_shift": args.readout_shift,
         "readout_copies": args.readout_copies,
+        "readout_directions": args.readout_directions,
     }
     metrics = _json_safe(metrics)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
@@ -295,10 +321,17 @@ def _train_in(args: argparse.Namespace, device: torch.device, group: Optional[An
     return 0
 
 
+def _silent_fraction(featurize: Featurizer, images: Tensor, batch_size: int = 512) -> float:
+    """:func:`~stdp_plugins.readout.silent_fraction` of the features of ``images``, computed
+    ``batch_size`` images at a time."""
+    silent = sum(silent_fraction(featurize(chunk)) * chunk.shape[0] for chunk in images.split(batch_size))
+    return silent / max(images.shape[0], 1)
+
+
 def _accuracy(readout: LinearReadout, featurize: Featurizer, images: Tensor, labels: Tensor, shift: int,
-              features: Tensor) -> float:
-    """Fraction of ``labels`` that :func:`~stdp_plugins.readout.predict_shifted` gets right,
-    given the images' own ``features``."""
+              features: Optional[Tensor] = None) -> float:
+    """Fraction of ``labels`` that :func:`~stdp_plugins.readout.predict_shifted` gets right
+    (``features``: the images' own, when the caller has them)."""
     if labels.numel() == 0:
         raise ValueError("labels must not be empty")
     predicted = predict_shifted(readout, featurize, images, shift, features=features)
@@ -415,9 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also fit the SVM on copies of the training images moved PIXELS up, down, left "
                             "or right, and classify by the summed scores of an image and its four shifted "
                             "copies (0: the images only; default: %(default)s)")
-    train.add_argument("--readout-copies", type=int, choices=(1, 2, 3, 4), default=2,
+    train.add_argument("--readout-copies", type=int, choices=range(1, 9), default=4, metavar="{1..8}",
                        help="shifted copies per training image, directions taken round-robin "
-                            "(default: %(default)s; 4 needs about 0.6 GB more memory)")
+                            "(at most --readout-directions; default: %(default)s)")
+    train.add_argument("--readout-directions", type=int, choices=(4, 8), default=8,
+                       help="directions of the training copies: 4 straight, or 8 with the diagonals "
+                            "(default: %(default)s; chosen by cross-validation inside the training digits)")
     train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     train.add_argument("--threads", type=int, help="CPU threads for torch and the event kernel (default: torch's)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -465,6 +501,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--epochs takes one non-negative integer or {layers} (one per layer), got {args.epochs}")
         if args.checkpoint_every < 0:
             parser.error(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+        if args.readout_copies > args.readout_directions:
+            parser.error(f"--readout-copies must be at most --readout-directions={args.readout_directions}, "
+                         f"got {args.readout_copies}")
         if not args.dist_timeout > 0:
             parser.error(f"--dist-timeout must be > 0, got {args.dist_timeout}")
         for name in ("limit", "test_limit", "svm_max_iter", "threads"):

@@ -177,6 +177,47 @@ def test_shift_images_moves_pixels_and_fills_zeros():
         shift_offsets(-1)
 
 
+def test_eight_directions_give_even_images_the_straight_copies_and_odd_ones_the_diagonals():
+    assert shift_offsets(1, 8) == [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)]
+    g = torch.Generator().manual_seed(4)
+    images = (torch.rand(10, 6, 6, generator=g) * 255).to(torch.uint8)
+    labels = torch.arange(10) % 3
+    featurize = lambda x: x.reshape(x.shape[0], -1) > 128  # noqa: E731 - a toy featurizer
+    chunks, got_labels = shifted_training_set(featurize, images, labels, shift=1, copies=4, directions=8)
+    even, odd = torch.arange(0, 10, 2), torch.arange(1, 10, 2)
+    groups = [torch.arange(10)] + [even] * 4 + [odd] * 4
+    expected = torch.cat([featurize(shift_images(images[rows], dy, dx)) for rows, (dy, dx)
+                          in zip(groups, shift_offsets(1, 8))])
+    assert torch.equal(torch.cat(list(chunks)), expected)
+    assert torch.equal(got_labels, torch.cat([labels[rows] for rows in groups]))
+    _, three = shifted_training_set(featurize, images, labels, shift=1, copies=3, directions=8)
+    assert three.shape[0] == 10 + 30  # every image three of the eight copies
+    with pytest.raises(ValueError, match="copies must be 1 to 8"):
+        shifted_training_set(featurize, images, labels, copies=9, directions=8)
+    with pytest.raises(ValueError, match="directions must be 4 or 8"):
+        shift_offsets(1, 6)
+
+
+def test_feature_memo_featurizes_each_distinct_image_once():
+    from stdp_plugins.readout import FeatureMemo
+
+    calls = []
+
+    def featurize(x):
+        calls.append(x.shape[0])
+        return x[:, :3, :4] > 100
+
+    g = torch.Generator().manual_seed(5)
+    images = (torch.rand(6, 5, 5, generator=g) * 255).to(torch.uint8)
+    memo = FeatureMemo(featurize)
+    assert torch.equal(memo(images[:4]), featurize(images[:4]))
+    mixed = torch.cat([images[2:], images[:1], images[:1]])  # two new images, three seen, a repeat
+    assert torch.equal(memo(mixed), featurize(mixed))
+    assert calls[0] == 4 and calls[2] == 2 and memo.computed == 6 and memo.images_per_second() > 0
+    with pytest.raises(ValueError, match="binary"):
+        FeatureMemo(lambda x: x.float())(images)
+
+
 def test_shifted_training_set_and_prediction_use_every_copy():
     """Row order: the images, then each offset; prediction sums the copies' scores."""
     g = torch.Generator().manual_seed(2)

@@ -346,12 +346,37 @@ void codes_to_times(long n, const uint8_t *restrict codes, float *restrict out)
    liblinear's dual coordinate descent with shrinking (Hsieh et al. 2008; the problem of
    sklearn.svm.LinearSVC(dual=True) with its intercept as a constant feature 1), one class
    after another for classes [lo, hi). Row i holds the features indices[indptr[i] ..
-   indptr[i + 1]) (all of value 1) and class label[i]; class c's problem labels its rows
+   indptr[i + 1]) (all of value 1; uint16 indices16 when d <= 65536, else int32 indices32,
+   the other NULL: half the memory for the usual widths) and class label[i]; class c's problem labels its rows
    +1 and the others -1 (binary problems: pass lo = 1, hi = 2). w [n_classes][d + 1]
    receives the weights, the last entry the intercept; iterations[c] the passes made
    (max_iter when it did not converge to eps). Returns 0, or -1 when out of memory. */
-int svm_dual_binary(int n, int d, const int64_t *indptr, const int32_t *indices, const int32_t *label, int lo,
-                    int hi, double c, double eps, int max_iter, uint64_t seed, double *w, int32_t *iterations)
+/* sum of w over one row's features, in four partial sums so that the gathers overlap
+   instead of waiting on one chain; and w += step at each of them */
+#define ROW_KERNELS(NAME, INDEX)                                                          \
+    static double dot_##NAME(const double *w, const INDEX *row, long m)                  \
+    {                                                                                    \
+        double part[4] = {0.0, 0.0, 0.0, 0.0};                                            \
+        long e = 0;                                                                      \
+        for (; e + 4 <= m; e += 4) {                                                     \
+            part[0] += w[row[e]];                                                        \
+            part[1] += w[row[e + 1]];                                                    \
+            part[2] += w[row[e + 2]];                                                    \
+            part[3] += w[row[e + 3]];                                                    \
+        }                                                                                \
+        for (; e < m; ++e) part[0] += w[row[e]];                                         \
+        return (part[0] + part[1]) + (part[2] + part[3]);                                \
+    }                                                                                    \
+    static void add_##NAME(double *w, const INDEX *row, long m, double step)             \
+    {                                                                                    \
+        for (long e = 0; e < m; ++e) w[row[e]] += step;                                  \
+    }
+ROW_KERNELS(u16, uint16_t)
+ROW_KERNELS(i32, int32_t)
+
+int svm_dual_binary(int n, int d, const int64_t *indptr, const uint16_t *indices16, const int32_t *indices32,
+                    const int32_t *label, int lo, int hi, double c, double eps, int max_iter, uint64_t seed,
+                    double *w, int32_t *iterations)
 {
     double *alpha = (double *)malloc(sizeof(double) * n);
     double *qd = (double *)malloc(sizeof(double) * n);
@@ -380,19 +405,9 @@ int svm_dual_binary(int n, int d, const int64_t *indptr, const int32_t *indices,
             for (int s = 0; s < active; ++s) {
                 const int i = order[s];
                 const double yi = label[i] == cls ? 1.0 : -1.0;
-                const int32_t *row = indices + indptr[i];
                 const long m = indptr[i + 1] - indptr[i];
-                /* four partial sums: the gathers overlap instead of waiting on one chain */
-                double part[4] = {wc[d], 0.0, 0.0, 0.0};
-                long e = 0;
-                for (; e + 4 <= m; e += 4) {
-                    part[0] += wc[row[e]];
-                    part[1] += wc[row[e + 1]];
-                    part[2] += wc[row[e + 2]];
-                    part[3] += wc[row[e + 3]];
-                }
-                for (; e < m; ++e) part[0] += wc[row[e]];
-                const double dot = (part[0] + part[1]) + (part[2] + part[3]);
+                const double dot = wc[d] + (indices16 ? dot_u16(wc, indices16 + indptr[i], m)
+                                                      : dot_i32(wc, indices32 + indptr[i], m));
                 const double g = yi * dot - 1.0 + alpha[i] * diag;
                 double pg = g;
                 if (alpha[i] == 0.0) {
@@ -410,7 +425,8 @@ int svm_dual_binary(int n, int d, const int64_t *indptr, const int32_t *indices,
                     const double old = alpha[i];
                     alpha[i] = fmax(old - g / qd[i], 0.0);
                     const double step = (alpha[i] - old) * yi;
-                    for (long e = 0; e < m; ++e) wc[row[e]] += step;
+                    if (indices16) add_u16(wc, indices16 + indptr[i], m, step);
+                    else add_i32(wc, indices32 + indptr[i], m, step);
                     wc[d] += step;
                 }
             }
