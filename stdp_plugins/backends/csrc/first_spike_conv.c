@@ -39,6 +39,27 @@ static void *take(char *base, long *offset, long bytes)
     return block;
 }
 
+/* Runs the statements after `row` for every output position `p` (long) that input `i`
+   (flat index of a c_in x h x w map) reaches through a k x k window with padding `pad` on
+   an ho x wo output, with `row` (int) the weight row (c * k + dy) * k + dx it reaches it
+   through. A macro, not a function: the event loop's adds stay in one loop nest (a helper
+   filling position lists cost the kernel a third of its speed). */
+#define FOR_EACH_REACHED(i, h, w, k, pad, ho, wo, p, row, ...)                             \
+    do {                                                                                 \
+        const int c_ = (i) / ((h) * (w)), y_ = ((i) / (w)) % (h), x_ = (i) % (w);         \
+        for (int dy_ = 0; dy_ < (k); ++dy_) {                                             \
+            const int oy_ = y_ + (pad) - dy_;                                             \
+            if (oy_ < 0 || oy_ >= (ho)) continue;                                         \
+            for (int dx_ = 0; dx_ < (k); ++dx_) {                                         \
+                const int ox_ = x_ + (pad) - dx_;                                         \
+                if (ox_ < 0 || ox_ >= (wo)) continue;                                     \
+                const long p = (long)oy_ * (wo) + ox_;                                    \
+                const int row = (c_ * (k) + dy_) * (k) + dx_;                             \
+                __VA_ARGS__                                                              \
+            }                                                                            \
+        }                                                                                \
+    } while (0)
+
 /* Bytes of working memory first_spike_conv needs (one image at a time). */
 long first_spike_conv_scratch(int c_in, int h, int w, int c_out, int ho, int wo, int time_steps)
 {
@@ -119,25 +140,15 @@ int first_spike_conv(int n, int c_in, int h, int w, const float *in_times,
             const float now_t = (float)t;
             int n_touched = 0, n_fresh = 0;
             for (int e = begin; e < end; ++e) {
-                const int i = events[e];
-                const int c = i / (h * w), y = (i / w) % h, x = i % w;
-                for (int dy = 0; dy < k; ++dy) {
-                    const int oy = y + pad - dy;
-                    if (oy < 0 || oy >= ho) continue;
-                    for (int dx = 0; dx < k; ++dx) {
-                        const int ox = x + pad - dx;
-                        if (ox < 0 || ox >= wo) continue;
-                        const long p = (long)oy * wo + ox;
-                        const double *restrict wrow = weight_t + (((long)c * k + dy) * k + dx) * c_out;
-                        double *restrict pp = pot + p * c_out;
-                        for (int o = 0; o < c_out; ++o) pp[o] += wrow[o];
-                        if (mark[p] != t) {
-                            if (mark[p] < 0) visited[n_visited++] = (int32_t)p;
-                            mark[p] = t;
-                            touched[n_touched++] = (int)p;
-                        }
-                    }
-                }
+                FOR_EACH_REACHED(events[e], h, w, k, pad, ho, wo, p, row,
+                    const double *restrict wrow = weight_t + (long)row * c_out;
+                    double *restrict pp = pot + p * c_out;
+                    for (int o = 0; o < c_out; ++o) pp[o] += wrow[o];
+                    if (mark[p] != t) {
+                        if (mark[p] < 0) visited[n_visited++] = (int32_t)p;
+                        mark[p] = t;
+                        touched[n_touched++] = (int)p;
+                    });
             }
             /* neurons of the touched positions that reach the threshold now fire: one
                branch-free pass per position marks them and writes their time */
@@ -246,20 +257,8 @@ void fires_binary(int n, int c_in, int h, int w, const uint8_t *fired, int c_out
         long n_active = 0;
         for (long i = 0; i < n_in; ++i) { active[n_active] = (int)i; n_active += f[i] != 0; }
         memset(counts, 0, sizeof(int) * n_pos);
-        for (long e = 0; e < n_active; ++e) {
-            const int i = active[e];
-            const int c = i / (h * w), y = (i / w) % h, x = i % w;
-            for (int dy = 0; dy < k; ++dy) {
-                const int oy = y + pad - dy;
-                if (oy < 0 || oy >= ho) continue;
-                for (int dx = 0; dx < k; ++dx) {
-                    const int ox = x + pad - dx;
-                    if (ox < 0 || ox >= wo) continue;
-                    const long p = (long)oy * wo + ox;
-                    lists[p * n_rows + counts[p]++] = (c * k + dy) * k + dx;
-                }
-            }
-        }
+        for (long e = 0; e < n_active; ++e)
+            FOR_EACH_REACHED(active[e], h, w, k, pad, ho, wo, p, row, lists[p * n_rows + counts[p]++] = row;);
         for (int o0 = 0, b = 0; o0 < c_out; o0 += FIRES_BLOCK, ++b) {
             const float *block = weight_b + (long)b * n_rows * FIRES_BLOCK;
             const int width = c_out - o0 < FIRES_BLOCK ? c_out - o0 : FIRES_BLOCK;
