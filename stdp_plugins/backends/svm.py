@@ -1,8 +1,8 @@
 """The native linear read-out: one-vs-rest squared-hinge SVMs on binary features by
 liblinear's dual coordinate descent (``svm_dual_binary`` in ``csrc/learning.c``), the
-problem of ``sklearn.svm.LinearSVC(dual=True)``. It keeps only the column indices of
-the active features (uint16 for up to 65,536 features) (no values, no solver copy of the data) and fits the classes on all
-worker threads, each taking the next class as it finishes one."""
+problem of ``sklearn.svm.LinearSVC(dual=True)``. It keeps only the column indices of the
+active features (uint16 up to 65,536 features; no values, no solver copy of the data) and
+fits the classes on all worker threads, each taking the next class as it finishes one."""
 
 from __future__ import annotations
 
